@@ -1,0 +1,59 @@
+# The two commands a newcomer needs: `make demo` and `make test`. Both build .venv from nothing.
+PYTHON    ?= python3
+VENV      := .venv
+BIN       := $(VENV)/bin
+SAM_VENV  := .venv-sam
+SAM       := $(SAM_VENV)/bin/sam
+STAMP     := $(VENV)/.installed
+SAM_STAMP := $(SAM_VENV)/.installed
+export AWS_DEFAULT_REGION ?= us-east-1
+export SAM_CLI_TELEMETRY := 0
+
+.PHONY: help venv demo test lint typecheck unit template bench clean
+
+help:
+	@echo "make demo   run the pipeline offline over samplefiles/ (moto + stand-in gateway)"
+	@echo "make test   lint, type-check, run every test, validate and build the SAM template"
+	@echo "make bench  run the benchmarks in bench/"
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $@
+
+# aws-sam-cli lives in its own venv: it pins its own boto3 and must stay out of the runtime.
+$(SAM_STAMP):
+	$(PYTHON) -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/python -m pip install -q --upgrade pip
+	$(SAM_VENV)/bin/python -m pip install -q aws-sam-cli
+	touch $@
+
+demo: $(STAMP)
+	$(BIN)/nanobanana local samplefiles/*.txt samplefiles/*.jsonl samplefiles/*.json samplefiles/*.csv \
+		--sqs samplefiles/sqs/messages.jsonl --inputs samplefiles/inputs --out out/demo
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+unit: $(STAMP)
+	$(BIN)/pytest -q
+
+template: $(STAMP) $(SAM_STAMP)
+	$(BIN)/cfn-lint template.yaml
+	$(SAM) validate --lint --template template.yaml
+	$(SAM) build --template template.yaml --build-dir .aws-sam/build
+
+test: lint typecheck unit template
+
+bench: $(STAMP)
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) $(SAM_VENV) .aws-sam out .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""Nano Banana Pipeline: the shared code of the ingest and generate functions."""

@@ -1,0 +1,55 @@
+"""The functions' configuration: parsed once per cold start from the environment the template sets."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Dialect = Literal["auto", "openrouter", "newapi"]
+
+#: Environment variable -> Settings field. The template sets each of these (a test holds it to that).
+ENVIRONMENT: dict[str, str] = {
+    "BUCKET_NAME": "bucket",
+    "JOBS_QUEUE_URL": "jobs_queue_url",
+    "IDEMPOTENCY_TABLE": "idempotency_table",
+    "IDEMPOTENCY_TTL_SECONDS": "idempotency_ttl_seconds",
+    "API_BASE_URL": "api_base_url",
+    "API_KEY_SECRET_ARN": "api_key_secret_arn",
+    "MODEL_ID": "model_id",
+    "GATEWAY_DIALECT": "dialect",
+    "PRICE_PER_IMAGE_USD": "price_per_image_usd",
+    "MAX_FILE_BYTES": "max_file_bytes",
+    "MAX_JOBS_PER_FILE": "max_jobs_per_file",
+    "MAX_INPUT_IMAGE_BYTES": "max_input_image_bytes",
+    "MAX_RECEIVE_COUNT": "max_receive_count",
+    "RESULT_WRITE_MARGIN_SECONDS": "result_write_margin_seconds",
+}
+
+
+class Settings(BaseModel):
+    """Everything a handler needs to know about its deployment."""
+
+    model_config = ConfigDict(frozen=True)
+
+    bucket: str
+    jobs_queue_url: str = ""
+    idempotency_table: str
+    idempotency_ttl_seconds: int = Field(default=7 * 24 * 3600, gt=0)
+    api_base_url: str = ""
+    api_key_secret_arn: str = ""
+    model_id: str = "gemini-2.5-flash-image-preview"
+    dialect: Dialect = "auto"
+    price_per_image_usd: float = Field(default=0.039, ge=0)
+    max_file_bytes: int = Field(default=100 * 1024 * 1024, gt=0)
+    max_jobs_per_file: int = Field(default=50_000, gt=0)
+    max_input_image_bytes: int = Field(default=20 * 1024 * 1024, gt=0)
+    max_receive_count: int = Field(default=5, gt=0)
+    result_write_margin_seconds: float = Field(default=10.0, ge=0)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        return cls.model_validate({field: env[name] for name, field in ENVIRONMENT.items() if env.get(name)})

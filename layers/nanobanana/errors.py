@@ -1,0 +1,80 @@
+"""The contract's error taxonomy: every failure a job can end with, and what the user should do about it."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+
+class ErrorType(StrEnum):
+    AUTHENTICATION = "authentication"
+    INSUFFICIENT_BALANCE = "insufficient_balance"
+    RATE_LIMITED = "rate_limited"
+    SERVER_ERROR = "server_error"
+    TIMEOUT = "timeout"
+    CLIENT_ERROR = "client_error"
+    CONTENT_FILTERED = "content_filtered"
+    BAD_RESPONSE = "bad_response"
+    INPUT_ERROR = "input_error"
+    INVALID_JOB = "invalid_job"
+
+
+#: What to do about each error, appended to every message so that a result record explains itself.
+ADVICE: dict[ErrorType, str] = {
+    ErrorType.AUTHENTICATION: "check the API key in the secret and that it may use this model",
+    ErrorType.INSUFFICIENT_BALANCE: "top up the gateway account's balance or quota, then resubmit",
+    ErrorType.RATE_LIMITED: "lower MaxConcurrency (or --concurrency) or raise the gateway's rate limit",
+    ErrorType.SERVER_ERROR: "the gateway or model failed; it was retried, resubmit later if it persists",
+    ErrorType.TIMEOUT: "the gateway was too slow; it was retried, resubmit later or raise the timeout",
+    ErrorType.CLIENT_ERROR: "the gateway rejected the request; check the model id and job parameters",
+    ErrorType.CONTENT_FILTERED: "the model refused or answered without an image; rephrase the prompt",
+    ErrorType.BAD_RESPONSE: "the gateway's answer held no readable image; check ApiBaseUrl and the dialect",
+    ErrorType.INPUT_ERROR: "an input image is missing, unreadable or too big; fix the job's images",
+    ErrorType.INVALID_JOB: "fix the named field in the job and resubmit it",
+}
+
+#: Failures that another attempt may cure.
+RETRYABLE: frozenset[ErrorType] = frozenset(
+    {ErrorType.RATE_LIMITED, ErrorType.SERVER_ERROR, ErrorType.TIMEOUT, ErrorType.BAD_RESPONSE}
+)
+
+
+class PipelineError(Exception):
+    """A typed failure of one job; its fields are exactly the result record's `error` object."""
+
+    def __init__(
+        self,
+        error_type: ErrorType,
+        detail: str,
+        *,
+        status_code: int | None = None,
+        retryable: bool | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        self.type = error_type
+        self.detail = detail
+        self.status_code = status_code
+        self.retryable = error_type in RETRYABLE if retryable is None else retryable
+        #: seconds the server asked us to wait before the next attempt, if it said
+        self.retry_after = retry_after
+        super().__init__(self.message)
+
+    @property
+    def message(self) -> str:
+        return f"{self.detail}; {ADVICE[self.type]}"
+
+    def to_record(self) -> dict[str, Any]:
+        return {
+            "type": str(self.type),
+            "message": self.message,
+            "status_code": self.status_code,
+            "retryable": self.retryable,
+        }
+
+
+class InvalidJobError(PipelineError):
+    """A job that fails validation: it never reaches the gateway."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        self.field = field
+        super().__init__(ErrorType.INVALID_JOB, f"{field}: {problem}" if field else problem)

@@ -1,0 +1,181 @@
+"""Jobs: the contract's job object, OpenAI Batch lines and file defaults, validated declaratively.
+
+Every way a job can be written ends as one `Job`; anything else ends as an `InvalidJobError` that names
+the field, so that a bad job is explained in its result record and never sent to the gateway.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from nanobanana.errors import InvalidJobError
+
+ID_PATTERN = r"^[A-Za-z0-9._-]{1,128}$"
+AspectRatio = Literal["1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9", "21:9"]
+ImageSize = Literal["1K", "2K", "4K"]
+JobId = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
+# An input image: a key in the pipeline's bucket, s3://bucket/key, or an https:// URL.
+ImageRef = Annotated[
+    str,
+    StringConstraints(
+        pattern=r"^(https://\S+|s3://[a-z0-9.-]{3,63}/\S+|(?![a-zA-Z][a-zA-Z0-9+.-]*://)[^/\s]\S*)$"
+    ),
+]
+# An output folder name: path segments of safe characters, no empty, `.` or `..` segment.
+BatchName = Annotated[
+    str,
+    StringConstraints(
+        pattern=r"^(?!.*(^|/)\.{1,2}(/|$))[A-Za-z0-9._=+@ -]+(/[A-Za-z0-9._=+@ -]+)*$", max_length=512
+    ),
+]
+
+DEFAULT_SQS_BATCH = "sqs"
+
+
+class ChatMessage(BaseModel):
+    """An OpenAI chat message; content is text or a list of parts (text, image_url)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    role: Literal["system", "user", "assistant", "developer"]
+    content: str | list[dict[str, Any]]
+
+
+class JobSpec(BaseModel):
+    """A job as users write it (the contract's "Jobs" table). Unknown fields are errors."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, regex_engine="python-re")
+
+    id: JobId | None = None
+    prompt: Annotated[str, StringConstraints(min_length=1, max_length=100_000)] | None = None
+    messages: Annotated[list[ChatMessage], Field(min_length=1)] | None = None
+    images: Annotated[list[ImageRef], Field(max_length=16)] = []
+    model: Annotated[str, StringConstraints(min_length=1, max_length=256)] | None = None
+    temperature: Annotated[float, Field(ge=0, le=2)] | None = None
+    max_tokens: Annotated[int, Field(gt=0)] | None = None
+    seed: int | None = None
+    aspect_ratio: AspectRatio | None = None
+    image_size: ImageSize | None = None
+    batch: BatchName | None = None
+    metadata: dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def _one_input(self) -> JobSpec:
+        if (self.prompt is None) == (self.messages is None):
+            raise ValueError("exactly one of prompt or messages is required")
+        return self
+
+    @field_validator("id")
+    @classmethod
+    def _no_parent(cls, value: str | None) -> str | None:
+        if value is not None and ".." in value:
+            raise ValueError("must not contain '..'")
+        return value
+
+
+class Job(JobSpec):
+    """A validated job. `options` holds other gateway parameters of an OpenAI Batch line's body."""
+
+    options: dict[str, Any] = {}
+
+
+class BatchBody(BaseModel):
+    """The body of an OpenAI Batch line: known fields are checked, other gateway parameters pass."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    model: str | None = None
+    messages: Annotated[list[ChatMessage], Field(min_length=1)]
+    temperature: Annotated[float, Field(ge=0, le=2)] | None = None
+    max_tokens: Annotated[int, Field(gt=0)] | None = None
+    seed: int | None = None
+    stream: Literal[False] | None = None
+
+
+class BatchLine(BaseModel):
+    """An OpenAI Batch API input line."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, regex_engine="python-re")
+
+    custom_id: JobId
+    method: Literal["POST"]
+    url: Literal["/v1/chat/completions"]
+    body: BatchBody
+
+
+#: What a value of these fields must look like, said instead of the regular expression.
+PATTERN_HINTS = {
+    "id": "must be 1 to 128 of A-Z a-z 0-9 . _ - (no '/', spaces or control characters)",
+    "custom_id": "must be 1 to 128 of A-Z a-z 0-9 . _ - (no '/', spaces or control characters)",
+    "images": "must be a key in the pipeline's bucket, s3://bucket/key or an https:// URL",
+    "batch": "must be a folder name of A-Z a-z 0-9 . _ = + @ - and spaces, '/' between parts, no '..'",
+}
+
+
+def _field_error(exc: ValidationError, prefix: str = "") -> InvalidJobError:
+    """The first problem of a pydantic error, as `field: what is wrong`."""
+    err = exc.errors(include_url=False)[0]
+    loc = [str(part) for part in err["loc"]] or ["prompt"]  # the only model-level rule: prompt/messages
+    field = prefix + ".".join(loc)
+    if err["type"] == "extra_forbidden":
+        return InvalidJobError(field, "unknown field")
+    if err["type"] == "string_pattern_mismatch" and loc[0] in PATTERN_HINTS:
+        return InvalidJobError(field, PATTERN_HINTS[loc[0]])
+    return InvalidJobError(field, err["msg"].removeprefix("Value error, "))
+
+
+def default_id(number: int) -> str:
+    """The id of the n-th job of a file (1-based) when it names none: `00001`."""
+    return f"{number:05d}"
+
+
+def parse_job(obj: Any, *, defaults: dict[str, Any] | None = None, fallback_id: str | None = None) -> Job:
+    """Validate one job object (or OpenAI Batch line); raise InvalidJobError naming the field."""
+    if not isinstance(obj, dict):
+        raise InvalidJobError("", f"a job must be a JSON object, not {type(obj).__name__}")
+    if "custom_id" in obj:
+        return _from_batch_line(obj)
+    data = {**(defaults or {}), **obj}
+    if data.get("id") is None and fallback_id is not None:
+        data["id"] = fallback_id
+    try:
+        spec = JobSpec.model_validate(data)
+    except ValidationError as exc:
+        raise _field_error(exc) from None
+    return Job.model_validate(spec.model_dump(exclude_none=True))
+
+
+def _from_batch_line(obj: dict[str, Any]) -> Job:
+    try:
+        line = BatchLine.model_validate(obj)
+    except ValidationError as exc:
+        raise _field_error(exc) from None
+    known = {"model", "messages", "temperature", "max_tokens", "seed", "stream"}
+    body = line.body.model_dump(exclude_none=True)
+    fields = {key: body[key] for key in known - {"stream"} if key in body}
+    return Job.model_validate(
+        {"id": line.custom_id, **fields, "options": {k: v for k, v in body.items() if k not in known}}
+    )
+
+
+def parse_defaults(obj: Any) -> dict[str, Any]:
+    """Validate a `.json` file's `defaults`: any job field but `id`, each checked as a job would be."""
+    if not isinstance(obj, dict):
+        raise InvalidJobError("defaults", "must be a JSON object")
+    if "id" in obj:
+        raise InvalidJobError("defaults.id", "ids cannot be defaulted")
+    try:
+        JobSpec.model_validate({"prompt": "-", **obj} if "messages" not in obj else obj)
+    except ValidationError as exc:
+        raise _field_error(exc, "defaults.") from None
+    return dict(obj)
