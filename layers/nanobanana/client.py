@@ -1,0 +1,297 @@
+"""The gateway client: one job in, decoded images (or a typed failure) out.
+
+It retries what another attempt may cure, never lets an attempt or a sleep outlive the
+invocation, and when the next wait is longer than the invocation can afford it stops and says
+how long the message should wait in the queue instead. The API key goes only to the gateway
+and never into a message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from nanobanana.config import Dialect
+from nanobanana.dialects import build_request, resolve_dialect
+from nanobanana.errors import ErrorType, PipelineError
+from nanobanana.images import GeneratedImage, InputImage, to_image
+from nanobanana.jobs import Job
+from nanobanana.responses import Answer, classify_http_error, parse_response, redact
+from nanobanana.retry import Backoff, Clock, Deadline, SystemClock
+
+__all__ = [
+    "Failure",
+    "GatewayClient",
+    "GatewayConfig",
+    "GeneratedImage",
+    "InputImage",
+    "Success",
+    "chat_completions_url",
+]
+
+DEFAULT_MODEL = "gemini-2.5-flash-image-preview"
+
+
+@dataclass(frozen=True)
+class GatewayConfig:
+    """How to reach the gateway and how patient to be with it."""
+
+    base_url: str
+    api_key: str = field(repr=False)
+    model: str = DEFAULT_MODEL
+    dialect: Dialect = "auto"
+    price_per_image_usd: float = 0.039
+    connect_timeout: float = 10.0
+    read_timeout: float = 120.0
+    max_attempts: int = 6
+    max_bad_response_retries: int = 2
+    backoff_base: float = 1.0
+    backoff_cap: float = 30.0
+    max_download_bytes: int = 20 * 1024 * 1024
+    download_timeout: float = 30.0
+    max_concurrency: int = 16
+    #: Below this many seconds left, another attempt is not worth starting (image calls take seconds).
+    min_attempt_seconds: float = 5.0
+
+    def __post_init__(self) -> None:
+        parts = urlsplit(self.base_url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"the gateway base URL must be http(s)://host[/path], not {self.base_url!r}")
+        if self.max_attempts < 1 or self.max_concurrency < 1 or self.max_bad_response_retries < 0:
+            raise ValueError("max_attempts and max_concurrency must be >= 1, max_bad_response_retries >= 0")
+
+
+@dataclass(frozen=True)
+class Success:
+    """A job's images. `retries` holds the error type of each failed attempt before this one."""
+
+    images: list[GeneratedImage]
+    text: str | None
+    finish_reason: str | None
+    model: str | None
+    attempts: int
+    latency_ms: int
+    cost_usd: float
+    retries: list[ErrorType]
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A job that got no image. `retries` holds the error type of each attempt before the last (whose
+    error is `error`); `retry_after` is set when another invocation may succeed: the seconds the
+    message should wait in the queue. Without it (error.retryable False) the failure is permanent."""
+
+    error: PipelineError
+    attempts: int
+    latency_ms: int
+    retries: list[ErrorType]
+    retry_after: float | None
+
+
+def chat_completions_url(base_url: str) -> str:
+    """`{base}/v1/chat/completions`, whether the base was given with or without `/v1` or a slash."""
+    base = base_url.rstrip("/").removesuffix("/chat/completions").removesuffix("/v1")
+    return f"{base}/v1/chat/completions"
+
+
+class GatewayClient:
+    """Calls the gateway for jobs, many at once over one pooled HTTP client (at most max_concurrency)."""
+
+    def __init__(
+        self,
+        config: GatewayConfig,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        clock: Clock | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._config = config
+        self._clock: Clock = clock or SystemClock()
+        self._backoff = Backoff(config.backoff_base, config.backoff_cap, rng)
+        self._dialect = resolve_dialect(config.dialect, config.base_url)
+        self._endpoint = chat_completions_url(config.base_url)
+        self._origin = _origin(self._endpoint)
+        self._secrets = (config.api_key,)
+        # The key is sent per request, to the gateway's own host only: image URLs may point elsewhere.
+        self._auth = {"Authorization": f"Bearer {config.api_key}"}
+        self._http = httpx.AsyncClient(
+            transport=transport,
+            timeout=self._timeouts(config.read_timeout),
+            limits=httpx.Limits(
+                max_connections=config.max_concurrency, max_keepalive_connections=config.max_concurrency
+            ),
+            headers={"User-Agent": "nanobanana-pipeline"},
+        )
+        self._slots = asyncio.Semaphore(config.max_concurrency)
+
+    async def __aenter__(self) -> GatewayClient:
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def generate(self, job: Job, inputs: Sequence[InputImage], deadline: Deadline) -> Success | Failure:
+        """Call the gateway for one job, retrying within the deadline; never raises PipelineError."""
+        config = self._config
+        try:
+            body = json.dumps(
+                build_request(job, model=config.model, dialect=self._dialect, inputs=inputs)
+            ).encode()
+        except PipelineError as exc:
+            return Failure(exc, attempts=0, latency_ms=0, retries=[], retry_after=None)
+        if deadline.remaining() < config.min_attempt_seconds:
+            late = PipelineError(ErrorType.TIMEOUT, "no time left in this invocation to call the gateway")
+            return Failure(late, attempts=0, latency_ms=0, retries=[], retry_after=0.0)
+        retries: list[ErrorType] = []
+        bad_responses = 0
+        while True:
+            start = self._clock.monotonic()
+            try:
+                images, answer = await self._attempt(body, deadline)
+            except PipelineError as exc:
+                error = exc
+            else:
+                return Success(
+                    images=images,
+                    text=answer.text,
+                    finish_reason=answer.finish_reason,
+                    model=answer.model,
+                    attempts=len(retries) + 1,
+                    latency_ms=self._since(start),
+                    cost_usd=len(images) * config.price_per_image_usd,
+                    retries=retries,
+                )
+            attempts, latency_ms = len(retries) + 1, self._since(start)
+            bad_responses += error.type == ErrorType.BAD_RESPONSE
+            if error.type == ErrorType.BAD_RESPONSE and bad_responses > config.max_bad_response_retries:
+                # The same unreadable answer again and again: a redelivery would pay for it once more.
+                error = PipelineError(
+                    error.type,
+                    f"{error.detail} ({bad_responses} times)",
+                    status_code=error.status_code,
+                    retryable=False,
+                )
+            if not error.retryable:
+                return Failure(error, attempts, latency_ms, retries, retry_after=None)
+            wait = max(error.retry_after or 0.0, self._backoff.delay(len(retries)))
+            if attempts >= config.max_attempts or wait + config.min_attempt_seconds > deadline.remaining():
+                return Failure(error, attempts, latency_ms, retries, retry_after=wait)
+            retries.append(error.type)
+            await self._clock.sleep(wait)
+
+    async def _attempt(self, body: bytes, deadline: Deadline) -> tuple[list[GeneratedImage], Answer]:
+        """One call and the downloads it asks for, all within the deadline; PipelineError on any failure."""
+        budget = deadline.remaining()
+        async with self._slots:
+            try:
+                async with asyncio.timeout(budget):
+                    response = await self._http.post(
+                        self._endpoint,
+                        content=body,
+                        headers={**self._auth, "Content-Type": "application/json"},
+                        timeout=self._timeouts(min(self._config.read_timeout, budget)),
+                    )
+                    if not response.is_success:
+                        raise classify_http_error(
+                            response.status_code,
+                            response.content,
+                            response.headers,
+                            now=self._clock.time(),
+                            secrets=self._secrets,
+                        )
+                    answer = parse_response(_json(response), secrets=self._secrets)
+                    images = list(answer.images)
+                    for url in answer.urls:
+                        images.append(await self._download(url, deadline))
+            except TimeoutError:
+                raise PipelineError(
+                    ErrorType.TIMEOUT,
+                    f"the gateway took longer than the {budget:.0f} s this invocation had left",
+                ) from None
+            except httpx.RequestError as exc:
+                raise self._transport_error(exc, "calling the gateway") from None
+        return images, answer
+
+    async def _download(self, url: str, deadline: Deadline) -> GeneratedImage:
+        """An image the answer linked to, read up to max_download_bytes within download_timeout."""
+        cap = self._config.max_download_bytes
+        limit = min(self._config.download_timeout, deadline.remaining())
+        shown = _shorten(url)
+        try:
+            headers = self._auth if _origin(url) == self._origin else None
+            async with (
+                asyncio.timeout(limit),
+                self._http.stream("GET", url, headers=headers, timeout=self._timeouts(limit)) as response,
+            ):
+                if not response.is_success:
+                    raise PipelineError(
+                        ErrorType.BAD_RESPONSE, f"the image at {shown} answered HTTP {response.status_code}"
+                    )
+                too_big = PipelineError(ErrorType.BAD_RESPONSE, f"the image at {shown} is over {cap} bytes")
+                declared = response.headers.get("content-length", "")
+                if declared.isdigit() and int(declared) > cap:
+                    raise too_big
+                data = bytearray()
+                async for chunk in response.aiter_bytes():
+                    data += chunk
+                    if len(data) > cap:
+                        raise too_big
+        except TimeoutError:
+            raise PipelineError(ErrorType.TIMEOUT, f"downloading {shown} took over {limit:.0f} s") from None
+        except (httpx.InvalidURL, ValueError):
+            raise PipelineError(
+                ErrorType.BAD_RESPONSE, f"an image URL that cannot be fetched: {shown}"
+            ) from None
+        except httpx.RequestError as exc:
+            raise self._transport_error(exc, f"downloading {shown}") from None
+        return to_image(bytes(data))
+
+    def _transport_error(self, exc: httpx.RequestError, doing: str) -> PipelineError:
+        """A network failure as a retryable error, named without the key."""
+        words = redact(str(exc) or type(exc).__name__, self._secrets)
+        if isinstance(exc, httpx.TimeoutException):
+            return PipelineError(ErrorType.TIMEOUT, f"{doing} timed out ({type(exc).__name__}: {words})")
+        return PipelineError(ErrorType.SERVER_ERROR, f"{doing} failed ({type(exc).__name__}: {words})")
+
+    def _timeouts(self, seconds: float) -> httpx.Timeout:
+        connect = min(self._config.connect_timeout, seconds)
+        return httpx.Timeout(connect=connect, read=seconds, write=seconds, pool=seconds)
+
+    def _since(self, start: float) -> int:
+        return round((self._clock.monotonic() - start) * 1000)
+
+
+def _json(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        kind = response.headers.get("content-type", "no content type")
+        raise PipelineError(
+            ErrorType.BAD_RESPONSE,
+            f"the gateway's answer is not JSON ({kind}, {len(response.content)} bytes, truncated?)",
+            status_code=response.status_code,
+        ) from None
+
+
+def _origin(url: str) -> tuple[str, str]:
+    parts = urlsplit(url)
+    return parts.scheme.lower(), parts.netloc.lower()
+
+
+def _shorten(url: str) -> str:
+    """A URL fit for a message: no query string (signed URLs carry tokens), at most 120 characters."""
+    bare = url.split("?", 1)[0].split("#", 1)[0]
+    return bare if len(bare) <= 120 else bare[:117] + "..."

@@ -1,0 +1,105 @@
+"""Image bytes: what format they are (from their bytes, never from a claimed type) and data URLs.
+
+Gateways label images loosely (a JPEG called `image/png`, raw base64 with no prefix), so the
+bytes decide the mime type and the output file's extension.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from dataclasses import dataclass
+
+from nanobanana.errors import ErrorType, PipelineError
+
+#: Leading bytes of each format we accept -> (mime, file extension).
+_SIGNATURES: tuple[tuple[bytes, str, str], ...] = (
+    (b"\x89PNG\r\n\x1a\n", "image/png", "png"),
+    (b"\xff\xd8\xff", "image/jpeg", "jpg"),
+    (b"GIF87a", "image/gif", "gif"),
+    (b"GIF89a", "image/gif", "gif"),
+)
+
+_DATA_URL = re.compile(
+    r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?P<params>(;[^,;]*)*?);base64,(?P<data>.*)$", re.S
+)
+_WHITESPACE = re.compile(r"\s+")
+
+
+@dataclass(frozen=True)
+class GeneratedImage:
+    """One decoded image: its bytes and the type read from them."""
+
+    data: bytes
+    mime: str
+    ext: str
+
+
+@dataclass(frozen=True)
+class InputImage:
+    """An input image for editing: bytes to send inline, or an https URL the gateway fetches itself."""
+
+    data: bytes | None = None
+    url: str | None = None
+
+    def __post_init__(self) -> None:
+        if (self.data is None) == (self.url is None):
+            raise ValueError("an InputImage holds exactly one of data or url")
+
+
+def sniff(data: bytes) -> tuple[str, str] | None:
+    """(mime, extension) of png, jpeg, webp or gif bytes; None for anything else."""
+    for magic, mime, ext in _SIGNATURES:
+        if data.startswith(magic):
+            return mime, ext
+    if len(data) >= 12 and data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp", "webp"
+    return None
+
+
+def to_image(data: bytes, *, error_type: ErrorType = ErrorType.BAD_RESPONSE) -> GeneratedImage:
+    """The image these bytes hold, or a PipelineError of `error_type` when they are no known image."""
+    kind = sniff(data)
+    if kind is None:
+        head = data[:8].hex()
+        raise PipelineError(
+            error_type, f"{len(data)} bytes that are not a png, jpeg, webp or gif (start {head})"
+        )
+    return GeneratedImage(data, *kind)
+
+
+def to_data_url(data: bytes) -> str:
+    """A `data:<mime>;base64,...` URL for input image bytes (INPUT_ERROR if they are no known image)."""
+    image = to_image(data, error_type=ErrorType.INPUT_ERROR)
+    return f"data:{image.mime};base64,{base64.b64encode(data).decode('ascii')}"
+
+
+def is_data_url(value: str) -> bool:
+    return value[:5].lower() == "data:"
+
+
+def decode_base64_image(value: str) -> bytes:
+    """The bytes of a base64 data URL or of bare base64 (what some gateways send); BAD_RESPONSE if neither.
+
+    Whitespace and missing padding are tolerated, as are URL-safe characters: gateways differ in all three.
+    """
+    text = value.strip()
+    if is_data_url(text):
+        match = _DATA_URL.match(text)
+        if match is None:
+            raise PipelineError(
+                ErrorType.BAD_RESPONSE, f"an image data URL that is not base64: {text[:60]!r}"
+            )
+        text = match["data"]
+    text = _WHITESPACE.sub("", text).replace("-", "+").replace("_", "/")
+    text += "=" * (-len(text) % 4)
+    try:
+        data = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise PipelineError(
+            ErrorType.BAD_RESPONSE, f"image data that is not valid base64: {text[:60]!r}"
+        ) from None
+    if not data:
+        raise PipelineError(ErrorType.BAD_RESPONSE, "an empty image")
+    return data

@@ -1,0 +1,262 @@
+"""Reading the gateway: the answer's images in every shape seen in the wild, and its error bodies.
+
+Whatever a gateway sends, the result is an `Answer` with at least one image (or image URL to
+download) or a typed `PipelineError`; nothing else escapes, so one odd answer fails one job.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from nanobanana.errors import ErrorType, PipelineError
+from nanobanana.images import GeneratedImage, decode_base64_image, to_image
+from nanobanana.retry import parse_retry_after
+
+#: Finish reasons (lower case) that mean the model declined to draw.
+REFUSALS = frozenset(
+    {
+        "content_filter",
+        "image_safety",
+        "prohibited_content",
+        "no_image",
+        "safety",
+        "recitation",
+        "blocklist",
+        "spii",
+        "image_prohibited_content",
+        "image_recitation",
+    }
+)
+#: Error codes or types (any 4xx) that mean the account is out of money, whatever the status says.
+BALANCE_CODES = frozenset({"insufficient_quota", "insufficient_user_quota", "insufficient_balance"})
+#: Words of a 403 that mean "out of money" rather than "not allowed" (new-api answers in Chinese too).
+_BALANCE_WORDS = re.compile(r"quota|balance|credit|额度|余额", re.IGNORECASE)
+#: Credentials that must never reach a result record, whether or not we know the key.
+_CREDENTIALS = re.compile(r"(?i:bearer)\s+[^\s\"',]+|\bsk-[A-Za-z0-9_-]{8,}")
+_MARKDOWN_IMAGE = re.compile(r"!\[[^\]]*\]\(\s*<?((?:data:|https?://)[^)\s>]+)>?[^)]*\)", re.IGNORECASE)
+_BARE_DATA_URL = re.compile(r"data:image/[\w.+-]+;base64,[A-Za-z0-9+/=_-]+", re.IGNORECASE)
+_BARE_URL = re.compile(r"https?://[^\s)\]>\"'<]+", re.IGNORECASE)
+_IMAGE_FILE_URL = re.compile(r"\.(png|jpe?g|webp|gif)(?:[?#]|$)", re.IGNORECASE)
+_SPACE = re.compile(r"\s+")
+MAX_DETAIL = 300
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What the gateway answered: decoded images, image URLs still to download, and its words."""
+
+    images: tuple[GeneratedImage, ...]
+    urls: tuple[str, ...]
+    text: str | None
+    finish_reason: str | None
+    model: str | None
+
+
+@dataclass
+class _Found:
+    """Images and words collected from every place an answer may put them, in order."""
+
+    images: list[GeneratedImage] = field(default_factory=list)
+    urls: list[str] = field(default_factory=list)
+    words: list[str] = field(default_factory=list)
+
+    def add(self, ref: Any) -> None:
+        """One image reference: a data URL, an http(s) URL or bare base64."""
+        if not isinstance(ref, str):
+            raise PipelineError(ErrorType.BAD_RESPONSE, f"an image reference that is {type(ref).__name__}")
+        ref = ref.strip()
+        if ref[:7].lower() == "http://" or ref[:8].lower() == "https://":
+            if ref not in self.urls:
+                self.urls.append(ref)
+            return
+        image = to_image(decode_base64_image(ref))
+        if image not in self.images:  # some gateways repeat one image in content and in `images`
+            self.images.append(image)
+
+    def scan(self, text: str) -> None:
+        """Take the images out of a text (markdown, bare data URLs, image-file URLs); keep the words."""
+        rest = _MARKDOWN_IMAGE.sub(self._taking(lambda ref: True, group=1), text)
+        rest = _BARE_DATA_URL.sub(self._taking(lambda ref: True), rest)
+        rest = _BARE_URL.sub(self._taking(lambda ref: bool(_IMAGE_FILE_URL.search(ref))), rest)
+        if rest.strip():
+            self.words.append(rest.strip())
+
+    def _taking(self, wanted: Callable[[str], bool], group: int = 0) -> Callable[[re.Match[str]], str]:
+        def take(match: re.Match[str]) -> str:
+            ref = match[group]
+            if not wanted(ref):
+                return match[0]
+            self.add(ref)
+            return ""
+
+        return take
+
+
+def parse_response(payload: Any, *, secrets: Iterable[str] = ()) -> Answer:
+    """The images of a chat completion in any of the shapes gateways use, or a PipelineError:
+    BAD_RESPONSE when unreadable, CONTENT_FILTERED when the model answered without an image."""
+    if not isinstance(payload, dict):
+        raise PipelineError(
+            ErrorType.BAD_RESPONSE, f"the answer is a JSON {type(payload).__name__}, not an object"
+        )
+    choices = payload.get("choices")
+    if not isinstance(choices, list) or not choices:
+        if "error" in payload:
+            raise _body_error(payload["error"], secrets)
+        raise PipelineError(ErrorType.BAD_RESPONSE, "the answer has no choices")
+    found = _Found()
+    reasons: list[str] = []
+    for choice in choices:
+        if not isinstance(choice, dict) or not isinstance(choice.get("message"), dict):
+            raise PipelineError(ErrorType.BAD_RESPONSE, "a choice without a message object")
+        _read_message(choice["message"], found)
+        reasons += [
+            choice[key]
+            for key in ("finish_reason", "native_finish_reason")
+            if isinstance(choice.get(key), str)
+        ]
+        if "error" in choice and not (found.images or found.urls):
+            raise _body_error(choice["error"], secrets)
+    text = "\n".join(found.words) or None
+    finish_reason = reasons[0] if reasons else None
+    model = payload.get("model")
+    if not (found.images or found.urls):
+        refusal = next((reason for reason in reasons if reason.lower() in REFUSALS), None)
+        if refusal is None and text is None:
+            raise PipelineError(ErrorType.BAD_RESPONSE, "the answer holds neither an image nor text")
+        said = f": {_clip(redact(text, secrets))}" if text else ""
+        why = f"finish_reason {refusal}" if refusal else "no image"
+        raise PipelineError(ErrorType.CONTENT_FILTERED, f"the model answered with {why}{said}")
+    return Answer(
+        images=tuple(found.images),
+        urls=tuple(found.urls),
+        text=text,
+        finish_reason=finish_reason,
+        model=model if isinstance(model, str) else None,
+    )
+
+
+def _read_message(message: dict[str, Any], found: _Found) -> None:
+    content = message.get("content")
+    if isinstance(content, str):
+        found.scan(content)
+    elif isinstance(content, list):
+        for part in content:
+            if not isinstance(part, dict):
+                continue
+            if part.get("type") == "text" and isinstance(part.get("text"), str):
+                found.scan(part["text"])
+            elif part.get("type") == "image_url":
+                found.add(_url_of(part))
+    if isinstance(message.get("refusal"), str):
+        found.words.append(message["refusal"])
+    images = message.get("images")
+    if isinstance(images, list):
+        for item in images:
+            found.add(_url_of(item))
+
+
+def _url_of(item: Any) -> Any:
+    """The URL of an `image_url` part or `images` item: `{"image_url": {"url": u}}`, `{"image_url": u}`
+    or `{"url": u}`."""
+    if not isinstance(item, dict):
+        return item
+    inner = item.get("image_url", item)
+    return inner.get("url") if isinstance(inner, dict) else inner
+
+
+def classify_http_error(
+    status: int,
+    body: bytes,
+    headers: Mapping[str, str],
+    *,
+    now: float | None = None,
+    secrets: Iterable[str] = (),
+) -> PipelineError:
+    """The typed error of a non-2xx answer, quoting the gateway's own message (redacted, clipped).
+
+    Reads OpenRouter `{"error": {"code", "message", "metadata"}}` and new-api
+    `{"error": {"message", "type", "code"}}` bodies; `now` (epoch seconds, default the wall clock) reads
+    an HTTP-date Retry-After.
+    """
+    try:
+        parsed: Any = json.loads(body)
+    except ValueError:
+        parsed = None
+    if isinstance(parsed, dict) and ("error" in parsed or "detail" in parsed or "message" in parsed):
+        error = parsed.get("error", parsed.get("detail", parsed))
+    else:
+        error = body.decode("utf-8", errors="replace")
+    return _classify(status, error, secrets, parse_retry_after(headers, time.time() if now is None else now))
+
+
+def _body_error(error: Any, secrets: Iterable[str]) -> PipelineError:
+    """An error object inside a 200 answer: typed by its numeric code when it has one."""
+    code = error.get("code") if isinstance(error, dict) else None
+    if isinstance(code, int) and not isinstance(code, bool) and 400 <= code <= 599:
+        return _classify(code, error, secrets, None)
+    return PipelineError(
+        ErrorType.BAD_RESPONSE, f"the gateway answered with an error: {_message(error, secrets)}"
+    )
+
+
+def _classify(status: int, error: Any, secrets: Iterable[str], retry_after: float | None) -> PipelineError:
+    message = _message(error, secrets)
+    codes = {str(error.get(key)).lower() for key in ("code", "type")} if isinstance(error, dict) else set()
+    if status == 402 or (400 <= status < 500 and codes & BALANCE_CODES):
+        error_type = ErrorType.INSUFFICIENT_BALANCE
+    elif status == 403:
+        balance = _BALANCE_WORDS.search(message) or any(_BALANCE_WORDS.search(code) for code in codes)
+        error_type = ErrorType.INSUFFICIENT_BALANCE if balance else ErrorType.AUTHENTICATION
+    elif status == 401:
+        error_type = ErrorType.AUTHENTICATION
+    elif status in (408, 504):
+        error_type = ErrorType.TIMEOUT
+    elif status == 429:
+        error_type = ErrorType.RATE_LIMITED
+    elif 500 <= status <= 599:
+        error_type = ErrorType.SERVER_ERROR
+    elif 400 <= status <= 499:
+        error_type = ErrorType.CLIENT_ERROR
+    else:
+        error_type = ErrorType.BAD_RESPONSE
+    return PipelineError(
+        error_type,
+        f"the gateway answered HTTP {status}: {message}",
+        status_code=status,
+        retry_after=retry_after,
+    )
+
+
+def _message(error: Any, secrets: Iterable[str]) -> str:
+    """The gateway's words about an error (with the provider's raw message when OpenRouter has one)."""
+    if isinstance(error, dict):
+        words = [str(error.get("message") or error.get("detail") or "")]
+        code = error.get("code") or error.get("type")
+        if code:
+            words.append(f"(code {code})")
+        metadata = error.get("metadata")
+        if isinstance(metadata, dict) and isinstance(metadata.get("raw"), str):
+            words.append(f"[{metadata.get('provider_name', 'provider')}: {metadata['raw']}]")
+        text = " ".join(word for word in words if word)
+    else:
+        text = str(error)
+    return _clip(redact(text, secrets)) or "no message"
+
+
+def redact(text: str, secrets: Iterable[str]) -> str:
+    """`text` without the API key (when given) or anything that looks like a credential."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "[redacted]")
+    return _CREDENTIALS.sub("[redacted]", text)
+
+
+def _clip(text: str) -> str:
+    text = _SPACE.sub(" ", text).strip()
+    return text if len(text) <= MAX_DETAIL else text[: MAX_DETAIL - 3] + "..."
