@@ -41,6 +41,8 @@ lint: $(STAMP)
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
+	$(BIN)/mypy functions/ingest/app.py
+	$(BIN)/mypy functions/generate/app.py
 
 unit: $(STAMP)
 	$(BIN)/pytest -q

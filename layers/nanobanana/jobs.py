@@ -179,3 +179,13 @@ def parse_defaults(obj: Any) -> dict[str, Any]:
     except ValidationError as exc:
         raise _field_error(exc, "defaults.") from None
     return dict(obj)
+
+
+def salvage_id(obj: Any, fallback: str) -> str:
+    """Where to file an invalid job's result: under its own id if that id is valid, else the fallback."""
+    job_id = obj.get("id") if isinstance(obj, dict) else None
+    try:
+        JobSpec.model_validate({"prompt": "-", "id": job_id})
+    except ValidationError:
+        return fallback
+    return job_id if isinstance(job_id, str) else fallback

@@ -1,0 +1,47 @@
+"""GenerateFunction: job messages (JobsQueue) -> images and result records under outputs/."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import boto3
+from aws_lambda_powertools.utilities.batch import (
+    AsyncBatchProcessor,
+    EventType,
+    async_process_partial_response,
+)
+from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from aws_lambda_powertools.utilities.parameters import get_secret
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from nanobanana.config import Settings
+from nanobanana.generate import Generator, gateway_factory
+from nanobanana.ledger import Ledger
+from nanobanana.observability import logger, metrics, tracer
+from nanobanana.retry import Deadline
+from nanobanana.storage import Storage
+
+settings = Settings.from_env()
+processor = AsyncBatchProcessor(event_type=EventType.SQS)
+generator = Generator(
+    settings,
+    Storage(boto3.client("s3"), settings.bucket),
+    Ledger(settings.idempotency_table, settings.idempotency_ttl_seconds, key_prefix="generate"),
+    boto3.client("sqs"),
+    gateway_factory(settings, lambda: str(get_secret(settings.api_key_secret_arn, max_age=300))),
+)
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@metrics.log_metrics(capture_cold_start_metric=True)
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
+    deadline = Deadline(context.get_remaining_time_in_millis, settings.result_write_margin_seconds)
+
+    async def record_handler(record: SQSRecord) -> None:
+        await generator.handle(record, deadline, context.get_remaining_time_in_millis)
+
+    return async_process_partial_response(
+        event=event, record_handler=record_handler, processor=processor, context=context
+    )

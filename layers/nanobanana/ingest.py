@@ -1,0 +1,167 @@
+"""Ingest: a prompt file uploaded under prompts/ becomes one jobs-queue message per job.
+
+The file is read twice, streamed both times: first to check it as a whole (a file that cannot be read
+enqueues nothing), then to send its jobs ten at a time. Each message carries the upload's identity, so
+that a duplicate event or a retried ingest can never make generate pay twice.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from itertools import islice
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote_plus
+
+from aws_lambda_powertools.utilities.data_classes import S3Event
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+
+from nanobanana import metrics as names
+from nanobanana.config import Settings
+from nanobanana.errors import InvalidJobError, PipelineError
+from nanobanana.files import PROMPTS_PREFIX, FileError, ParsedLine, batch_name, extension_of, read_jobs
+from nanobanana.messages import ORIGIN_ATTRIBUTE, ORIGIN_INGEST, Work, envelope
+from nanobanana.observability import count, logger
+from nanobanana.results import record
+from nanobanana.storage import Storage, output_key
+
+if TYPE_CHECKING:
+    from mypy_boto3_sqs import SQSClient
+    from mypy_boto3_sqs.type_defs import SendMessageBatchRequestEntryTypeDef
+
+SEND_ATTEMPTS = 3
+PROGRESS_EVERY = 10_000
+
+
+@dataclass(frozen=True)
+class Upload:
+    """One upload of a prompt file, as an S3 event names it."""
+
+    bucket: str
+    key: str
+    size: int
+    version: str | None
+    sequencer: str | None
+
+    @property
+    def batch(self) -> str:
+        return batch_name(self.key)
+
+
+def uploads(record: SQSRecord) -> Iterator[Upload]:
+    """The uploads an S3 notification carries (none for the s3:TestEvent S3 sends on setup)."""
+    body = json.loads(record.body)
+    if body.get("Event") == "s3:TestEvent":
+        logger.info("S3 test event, nothing to ingest", extra={"bucket": body.get("Bucket")})
+        return
+    for s3_record in S3Event(body).records:
+        obj = s3_record.s3.get_object
+        yield Upload(
+            bucket=s3_record.s3.bucket.name,
+            key=unquote_plus(obj.key),
+            size=obj.size or 0,
+            version=obj.get("versionId"),
+            sequencer=obj.get("sequencer"),
+        )
+
+
+class Ingestor:
+    """Reads prompt files from the bucket and sends their jobs to the jobs queue."""
+
+    def __init__(self, settings: Settings, storage: Storage, sqs: SQSClient) -> None:
+        self.settings = settings
+        self.storage = storage
+        self.sqs = sqs
+
+    def identity(self, upload: Upload) -> dict[str, str]:
+        """What makes an upload itself: its version id, else the event's sequencer, else the object's etag."""
+        upload_id = upload.version or upload.sequencer or self.storage.version_of(upload.key)
+        return {"bucket": upload.bucket, "key": upload.key, "upload": upload_id}
+
+    def ingest(self, upload: Upload, upload_id: str) -> dict[str, Any]:
+        """Check the whole file, then enqueue its jobs; a file that can't be read gets _ingest_error.json."""
+        source = {"bucket": upload.bucket, "key": upload.key}
+        try:
+            if not upload.key.startswith(PROMPTS_PREFIX):
+                raise FileError(f"{upload.key} is not under {PROMPTS_PREFIX}")
+            extension = extension_of(upload.key)
+            if upload.size > self.settings.max_file_bytes:
+                raise FileError(
+                    f"the file is {upload.size} bytes, over the limit of {self.settings.max_file_bytes}"
+                )
+            total = sum(1 for _ in self._jobs(upload, extension))
+        except FileError as exc:
+            error = InvalidJobError("", str(exc))
+            self.storage.put_json(
+                output_key(upload.batch, "_ingest_error.json"),
+                {"batch": upload.batch, "source": source, "upload": upload_id, "error": error.to_record()},
+            )
+            logger.warning("prompt file rejected", extra={"key": upload.key, "reason": str(exc)})
+            count(names.PROMPT_FILES_INGESTED)
+            return {"batch": upload.batch, "enqueued": 0, "invalid": 0, "error": str(exc)}
+        enqueued, invalid = self._enqueue(self._jobs(upload, extension), upload, upload_id, total)
+        count(names.PROMPT_FILES_INGESTED)
+        count(names.JOBS_ENQUEUED, enqueued)
+        count(names.INVALID_JOBS, invalid)
+        logger.info(
+            "prompt file ingested", extra={"key": upload.key, "enqueued": enqueued, "invalid": invalid}
+        )
+        return {"batch": upload.batch, "enqueued": enqueued, "invalid": invalid, "error": None}
+
+    def _jobs(self, upload: Upload, extension: str) -> Iterator[ParsedLine]:
+        opened = self.storage.open_lines(upload.key, upload.version)
+        return read_jobs(opened.lines, extension, max_jobs=self.settings.max_jobs_per_file)
+
+    def _enqueue(
+        self, lines: Iterable[ParsedLine], upload: Upload, upload_id: str, total: int
+    ) -> tuple[int, int]:
+        enqueued = invalid = 0
+        bodies = self._bodies(lines, upload, upload_id)
+        while chunk := list(islice(bodies, 10)):
+            done_before = enqueued + invalid
+            entries: list[SendMessageBatchRequestEntryTypeDef] = [
+                {
+                    "Id": str(i),
+                    "MessageBody": body,
+                    "MessageAttributes": {
+                        ORIGIN_ATTRIBUTE: {"DataType": "String", "StringValue": ORIGIN_INGEST}
+                    },
+                }
+                for i, body in enumerate(body for body in chunk if body is not None)
+            ]
+            invalid += len(chunk) - len(entries)
+            if entries:
+                self._send(entries)
+                enqueued += len(entries)
+            if (enqueued + invalid) // PROGRESS_EVERY > done_before // PROGRESS_EVERY:
+                logger.info("ingest progress", extra={"done": enqueued + invalid, "total": total})
+        return enqueued, invalid
+
+    def _bodies(self, lines: Iterable[ParsedLine], upload: Upload, upload_id: str) -> Iterator[str | None]:
+        """Message bodies in file order; None where the job failed (its result record is written here)."""
+        for parsed in lines:
+            source = {"bucket": upload.bucket, "key": upload.key, "line": parsed.line}
+            error = parsed.error
+            if parsed.job is not None:
+                try:
+                    yield envelope(parsed.job, batch=upload.batch, source=source, upload=upload_id)
+                    continue
+                except InvalidJobError as too_big:
+                    error = too_big
+            assert error is not None
+            self._fail(Work(parsed.id, upload.batch, upload_id, source, parsed.job, error), error)
+            yield None
+
+    def _fail(self, work: Work, error: PipelineError) -> None:
+        self.storage.put_json(output_key(work.batch, f"{work.id}.json"), record(work, error=error))
+
+    def _send(self, entries: list[SendMessageBatchRequestEntryTypeDef]) -> None:
+        """SendMessageBatch, resending the entries SQS reports as failed; raise if some never go."""
+        for _ in range(SEND_ATTEMPTS):
+            response = self.sqs.send_message_batch(QueueUrl=self.settings.jobs_queue_url, Entries=entries)
+            failed = {f["Id"] for f in response.get("Failed", [])}
+            entries = [e for e in entries if e["Id"] in failed]
+            if not entries:
+                return
+        raise RuntimeError(f"{len(entries)} job messages could not be sent to the jobs queue")

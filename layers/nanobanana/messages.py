@@ -1,0 +1,98 @@
+"""The jobs queue's messages: what ingest sends, and how generate reads any message it is given.
+
+Ingest wraps each job in an envelope that carries its batch, source and upload identity (marked by a
+message attribute); anything else on the queue is a job a user sent straight to it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from nanobanana.errors import InvalidJobError
+from nanobanana.jobs import DEFAULT_SQS_BATCH, BatchName, Job, JobSpec, parse_job, salvage_id
+
+ORIGIN_ATTRIBUTE = "nanobanana-origin"
+ORIGIN_INGEST = "ingest"
+#: An SQS message body's limit; a bigger job should reference its images by key.
+MAX_MESSAGE_BYTES = 256 * 1024
+SQS_UPLOAD = "sqs"
+
+
+class Envelope(BaseModel):
+    """A job of a prompt file on its way to generate."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    job: Job
+    batch: BatchName
+    source: dict[str, Any]
+    upload: str
+
+
+@dataclass(frozen=True)
+class Work:
+    """One job as generate sees it: a valid job, or the error that makes it fail."""
+
+    id: str
+    batch: str
+    upload: str
+    source: dict[str, Any]
+    job: Job | None
+    error: InvalidJobError | None = None
+    receive_count: int = 1
+    metadata: dict[str, Any] | None = field(default=None)
+
+    @property
+    def key(self) -> dict[str, str]:
+        """The idempotency key: a job is generated once per (batch, id, upload)."""
+        return {"batch": self.batch, "id": self.id, "upload": self.upload}
+
+
+def envelope(job: Job, *, batch: str, source: dict[str, Any], upload: str) -> str:
+    """The body ingest sends for one job; InvalidJobError if it cannot fit in a message."""
+    body = Envelope(job=job, batch=batch, source=source, upload=upload).model_dump_json(exclude_none=True)
+    if len(body.encode()) > MAX_MESSAGE_BYTES:
+        raise InvalidJobError("", "the job is too big for a queue message; put input images in S3 instead")
+    return body
+
+
+def read_message(record: SQSRecord) -> Work:
+    """Turn any message of the jobs queue into Work; never raises for a bad body."""
+    receive_count = int(record.attributes.approximate_receive_count or 1)
+    attribute = record.message_attributes.get(ORIGIN_ATTRIBUTE)
+    if attribute is not None and attribute.string_value == ORIGIN_INGEST:
+        env = Envelope.model_validate_json(record.body)
+        assert env.job.id is not None  # ingest always names its jobs
+        return Work(
+            env.job.id, env.batch, env.upload, env.source, env.job, None, receive_count, env.job.metadata
+        )
+    source = {"queue": record.event_source_arn.rsplit(":", 1)[-1], "message_id": record.message_id}
+    try:
+        obj = json.loads(record.body)
+    except json.JSONDecodeError as exc:
+        error = InvalidJobError("", f"the message body is not valid JSON ({exc.msg} at column {exc.colno})")
+        return Work(record.message_id, DEFAULT_SQS_BATCH, SQS_UPLOAD, source, None, error, receive_count)
+    try:
+        job = parse_job(obj, fallback_id=record.message_id)
+    except InvalidJobError as error:
+        job_id = salvage_id(obj, record.message_id)
+        return Work(job_id, _salvage_batch(obj), SQS_UPLOAD, source, None, error, receive_count)
+    assert job.id is not None
+    return Work(
+        job.id, job.batch or DEFAULT_SQS_BATCH, SQS_UPLOAD, source, job, None, receive_count, job.metadata
+    )
+
+
+def _salvage_batch(obj: Any) -> str:
+    """The folder for an invalid job's result: its own batch if that one is valid."""
+    batch = obj.get("batch") if isinstance(obj, dict) else None
+    try:
+        JobSpec.model_validate({"prompt": "-", "batch": batch})
+    except ValidationError:
+        return DEFAULT_SQS_BATCH
+    return batch if isinstance(batch, str) else DEFAULT_SQS_BATCH

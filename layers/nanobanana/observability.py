@@ -1,0 +1,34 @@
+"""Logging, tracing and metrics: created once per process and shared by both functions."""
+
+from __future__ import annotations
+
+import os
+
+from aws_lambda_powertools import Logger, Metrics, Tracer, single_metric
+from aws_lambda_powertools.metrics import MetricResolution, MetricUnit
+
+from nanobanana import metrics as names
+from nanobanana.errors import ErrorType
+
+SERVICE = os.environ.get("POWERTOOLS_SERVICE_NAME", "nanobanana")
+
+logger = Logger(service=SERVICE)
+tracer = Tracer(service=SERVICE)
+metrics = Metrics(service=SERVICE)
+
+
+def count(name: str, value: float = 1, unit: MetricUnit = MetricUnit.Count) -> None:
+    """Add to a metric of this invocation (high resolution: a batch run is watched by the minute)."""
+    metrics.add_metric(name=name, unit=unit, value=value, resolution=MetricResolution.High)
+
+
+def upstream_error(error_type: ErrorType) -> None:
+    """UpstreamErrors by ErrorType: a metric of its own, since its dimension differs from the rest."""
+    with single_metric(
+        name=names.UPSTREAM_ERRORS,
+        unit=MetricUnit.Count,
+        value=1,
+        resolution=MetricResolution.High,
+        default_dimensions={"service": SERVICE, **metrics.default_dimensions},
+    ) as metric:
+        metric.add_dimension(names.ERROR_TYPE_DIMENSION, str(error_type))

@@ -1,0 +1,60 @@
+"""Result records: one JSON per job, succeeded or failed, so that every job explains its own end."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+
+from nanobanana.errors import ErrorType, PipelineError
+from nanobanana.jobs import Job
+from nanobanana.messages import Work
+
+
+def prompt_text(job: Job | None) -> str | None:
+    """What the job asked for, in words: its prompt or its last user message's text."""
+    if job is None:
+        return None
+    if job.prompt is not None:
+        return job.prompt
+    for message in reversed(job.messages or []):
+        if message.role != "user":
+            continue
+        if isinstance(message.content, str):
+            return message.content
+        texts = [part.get("text", "") for part in message.content if part.get("type") == "text"]
+        return " ".join(t for t in texts if t) or None
+    return None
+
+
+def record(
+    work: Work,
+    *,
+    images: Sequence[str] = (),
+    error: PipelineError | None = None,
+    model: str | None = None,
+    finish_reason: str | None = None,
+    text: str | None = None,
+    attempts: int = 0,
+    latency_ms: int = 0,
+    cost_usd: float = 0.0,
+    retries: Sequence[ErrorType] = (),
+) -> dict[str, Any]:
+    """The contract's result record (plus `prompt` and `retries`, for the gallery and the report)."""
+    return {
+        "id": work.id,
+        "batch": work.batch,
+        "status": "failed" if error else "succeeded",
+        "images": list(images),
+        "model": model,
+        "finish_reason": finish_reason,
+        "text": text,
+        "attempts": attempts,
+        "latency_ms": latency_ms,
+        "cost_usd": round(cost_usd, 6),
+        "error": error.to_record() if error else None,
+        "source": work.source,
+        "metadata": work.metadata,
+        "prompt": prompt_text(work.job),
+        "retries": dict(Counter(str(t) for t in retries)),
+    }

@@ -1,0 +1,100 @@
+"""S3 access: streaming prompt files, reading input images, writing outputs with retries.
+
+Paid-for images are written with retries inside the invocation's deadline: an image that was paid for
+must not be lost to a passing S3 error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from nanobanana.errors import ErrorType, PipelineError
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+OUTPUTS_PREFIX = "outputs/"
+INPUTS_PREFIX = "inputs/"
+WRITE_ATTEMPTS = 5
+
+
+@dataclass(frozen=True)
+class OpenedObject:
+    """A prompt file opened for streaming, and the identity of this upload of it."""
+
+    lines: Iterator[bytes]
+    size: int
+    version: str
+
+
+class Storage:
+    """The pipeline's bucket: prompts/ and inputs/ are read, outputs/ is written."""
+
+    def __init__(self, s3: S3Client, bucket: str) -> None:
+        self.s3 = s3
+        self.bucket = bucket
+
+    def open_lines(self, key: str, version_id: str | None = None) -> OpenedObject:
+        """Stream a prompt file line by line (never whole), pinned to the event's version when known."""
+        extra = {"VersionId": version_id} if version_id else {}
+        response = self.s3.get_object(Bucket=self.bucket, Key=key, **extra)  # type: ignore[arg-type]
+        version = response.get("VersionId") or response["ETag"].strip('"')
+        return OpenedObject(response["Body"].iter_lines(keepends=True), response["ContentLength"], version)
+
+    def version_of(self, key: str) -> str:
+        """The current upload of a key: its version id in a versioned bucket, else its etag."""
+        head = self.s3.head_object(Bucket=self.bucket, Key=key)
+        return head.get("VersionId") or head["ETag"].strip('"')
+
+    def read_input(self, ref: str, max_bytes: int) -> bytes:
+        """An input image by key in this bucket or `s3://bucket/key`; INPUT_ERROR if missing or too big."""
+        bucket, key = (ref[5:].split("/", 1)) if ref.startswith("s3://") else (self.bucket, ref)
+        try:
+            head = self.s3.head_object(Bucket=bucket, Key=key)
+            if head["ContentLength"] > max_bytes:
+                raise PipelineError(
+                    ErrorType.INPUT_ERROR,
+                    f"input image {ref} is {head['ContentLength']} bytes, over {max_bytes}",
+                )
+            return self.s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            raise PipelineError(
+                ErrorType.INPUT_ERROR, f"input image {ref} could not be read ({code})"
+            ) from None
+
+    def put(self, key: str, body: bytes, content_type: str) -> None:
+        self.s3.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType=content_type)
+
+    def put_json(self, key: str, obj: dict[str, Any]) -> None:
+        self.put(key, json_bytes(obj), "application/json")
+
+    async def put_with_retries(self, key: str, body: bytes, content_type: str, *, budget: float) -> None:
+        """Write, retrying with backoff for at most `budget` seconds: what was paid for is kept."""
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + budget
+        for attempt in range(1, WRITE_ATTEMPTS + 1):
+            try:
+                await asyncio.to_thread(self.put, key, body, content_type)
+                return
+            except (ClientError, BotoCoreError):
+                wait = random.uniform(0, min(8.0, 0.2 * 2**attempt))
+                if attempt == WRITE_ATTEMPTS or loop.time() + wait > give_up:
+                    raise
+                await asyncio.sleep(wait)
+
+
+def json_bytes(obj: dict[str, Any]) -> bytes:
+    """Result records as people read them: UTF-8, indented."""
+    return json.dumps(obj, ensure_ascii=False, indent=2).encode()
+
+
+def output_key(batch: str, name: str) -> str:
+    return f"{OUTPUTS_PREFIX}{batch}/{name}"
