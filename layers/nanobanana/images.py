@@ -21,9 +21,7 @@ _SIGNATURES: tuple[tuple[bytes, str, str], ...] = (
     (b"GIF89a", "image/gif", "gif"),
 )
 
-_DATA_URL = re.compile(
-    r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?P<params>(;[^,;]*)*?);base64,(?P<data>.*)$", re.S
-)
+_DATA_URL = re.compile(r"^data:[^,]*;base64,(?P<data>.*)$", re.S | re.I)
 _WHITESPACE = re.compile(r"\s+")
 
 

@@ -43,6 +43,7 @@ _BARE_DATA_URL = re.compile(r"data:image/[\w.+-]+;base64,[A-Za-z0-9+/=_-]+", re.
 _BARE_URL = re.compile(r"https?://[^\s)\]>\"'<]+", re.IGNORECASE)
 _IMAGE_FILE_URL = re.compile(r"\.(png|jpe?g|webp|gif)(?:[?#]|$)", re.IGNORECASE)
 _SPACE = re.compile(r"\s+")
+_GAPS = re.compile(r"[ \t]{2,}")  # left where an image was taken out of a line
 MAX_DETAIL = 300
 
 
@@ -83,8 +84,9 @@ class _Found:
         rest = _MARKDOWN_IMAGE.sub(self._taking(lambda ref: True, group=1), text)
         rest = _BARE_DATA_URL.sub(self._taking(lambda ref: True), rest)
         rest = _BARE_URL.sub(self._taking(lambda ref: bool(_IMAGE_FILE_URL.search(ref))), rest)
-        if rest.strip():
-            self.words.append(rest.strip())
+        rest = _GAPS.sub(" ", rest).strip()
+        if rest:
+            self.words.append(rest)
 
     def _taking(self, wanted: Callable[[str], bool], group: int = 0) -> Callable[[re.Match[str]], str]:
         def take(match: re.Match[str]) -> str:

@@ -1,0 +1,59 @@
+"""Shared test data for the gateway client: image bytes of each format, answers, a fake clock."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+#: A real 1x1 PNG.
+PNG = base64.b64decode(
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
+)
+#: Enough of each format for its signature (sniffing reads only the first bytes).
+JPEG = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01" + b"\x00" * 20
+WEBP = b"RIFF\x24\x00\x00\x00WEBPVP8 " + b"\x00" * 20
+GIF = b"GIF89a\x01\x00\x01\x00" + b"\x00" * 20
+
+API_KEY = "sk-test-0123456789abcdef"
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def data_url(data: bytes, mime: str = "image/png") -> str:
+    return f"data:{mime};base64,{b64(data)}"
+
+
+def completion(
+    content: Any = "", *, images: list[str] | None = None, finish_reason: str | None = "stop", **extra: Any
+) -> dict[str, Any]:
+    """A chat completion with one choice, as gateways send it."""
+    message: dict[str, Any] = {"role": "assistant", "content": content}
+    if images is not None:
+        message["images"] = [{"type": "image_url", "image_url": {"url": url}} for url in images]
+    return {
+        "id": "gen-1",
+        "model": "google/gemini-2.5-flash-image",
+        "choices": [{"index": 0, "finish_reason": finish_reason, "message": message, **extra}],
+    }
+
+
+class FakeClock:
+    """A clock whose time moves only when someone sleeps (or a test advances it)."""
+
+    EPOCH = 1_700_000_000.0
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.sleeps: list[float] = []
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def time(self) -> float:
+        return self.EPOCH + self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
