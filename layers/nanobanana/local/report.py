@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -89,10 +90,14 @@ class Summary:
         return self.succeeded / total if total else 1.0
 
 
-def load_results(out_dir: Path) -> list[Result]:
-    """Every result record under `out_dir/<batch>/`, sorted by batch then id."""
+def load_results(out_dir: Path, record_files: Iterable[Path]) -> list[Result]:
+    """The given result records (files under `out_dir/<batch>/`), sorted by batch then id.
+
+    The caller names the files of this run, so that records left in `out_dir` by an earlier run are not
+    counted again.
+    """
     results = []
-    for path in sorted(out_dir.rglob("*.json")):
+    for path in record_files:
         record = json.loads(path.read_text(encoding="utf-8"))
         if not isinstance(record, dict) or "batch" not in record:
             continue

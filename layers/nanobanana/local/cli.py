@@ -1,0 +1,255 @@
+"""`nanobanana`: run the pipeline offline (`local`) and validate prompt files before uploading (`check`).
+
+Errors a user can fix (a missing file, a bad flag, an unreachable gateway) are one line and exit 2;
+tracebacks are for bugs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import socket
+import sys
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NoReturn
+from urllib.parse import urlsplit
+
+import boto3
+from moto import mock_aws
+from tqdm import tqdm
+
+from nanobanana.config import Settings
+from nanobanana.files import FileError, extension_of, read_jobs
+from nanobanana.local.gallery import write_gallery
+from nanobanana.local.report import OUTPUTS_PREFIX, format_report, load_results, summarize, summary_line
+from nanobanana.local.runner import EventSourceMapping, drain, preserved_environ, queue_depth
+from nanobanana.local.stack import LOCAL_ENVIRONMENT, REGION, Stack, provision
+from nanobanana.local.standin import StandInGateway
+from nanobanana.local.template import load_template
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
+TEMPLATE = REPO_ROOT / "template.yaml"
+GENERATE_FUNCTION = "GenerateFunction"
+PROMPTS_PREFIX = "prompts/"
+INPUTS_PREFIX = "inputs/"
+PROBE_TIMEOUT_SECONDS = 3.0
+STANDIN_API_KEY = "local-stand-in-key"
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+class UsageError(Exception):
+    """Something the user can fix: reported in one line, exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{message} (see {self.prog} --help)")
+
+
+def _existing_file(value: str) -> Path:
+    path = Path(value)
+    if not path.is_file():
+        raise argparse.ArgumentTypeError(f"no such file: {value}")
+    return path
+
+
+def _existing_dir(value: str) -> Path:
+    path = Path(value)
+    if not path.is_dir():
+        raise argparse.ArgumentTypeError(f"no such directory: {value}")
+    return path
+
+
+def _positive(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return number
+
+
+def _parser() -> _Parser:
+    parser = _Parser(prog="nanobanana", description="Nano Banana batch image pipeline, offline tools.")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    local = commands.add_parser(
+        "local", help="run the pipeline offline: moto plays AWS, the real handlers do the work"
+    )
+    local.add_argument("files", nargs="+", type=_existing_file, metavar="FILE", help="prompt files")
+    local.add_argument(
+        "--sqs", type=_existing_file, metavar="FILE.jsonl", help="one jobs-queue message a line"
+    )
+    local.add_argument("--out", required=True, type=Path, metavar="DIR", help="where outputs are copied")
+    local.add_argument("--api-base-url", default=os.environ.get("NANOBANANA_API_BASE_URL"), metavar="URL")
+    local.add_argument("--api-key", default=os.environ.get("NANOBANANA_API_KEY"), metavar="KEY")
+    local.add_argument("--model", metavar="ID", help="the model id (template parameter ModelId)")
+    local.add_argument("--dialect", choices=["auto", "openrouter", "newapi"])
+    local.add_argument("--concurrency", type=_positive, default=4, metavar="N", help="generate environments")
+    local.add_argument("--inputs", type=_existing_dir, metavar="DIR", help="uploaded under inputs/")
+    check = commands.add_parser("check", help="validate prompt files as ingest would, offline")
+    check.add_argument("files", nargs="+", type=_existing_file, metavar="FILE")
+    check.add_argument("--price", type=float, default=Settings.model_fields["price_per_image_usd"].default)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        args = _parser().parse_args(argv)
+        if args.command == "check":
+            return check(args.files, price=args.price)
+        return local(args)
+    except UsageError as error:
+        print(f"nanobanana: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+# -- check ---------------------------------------------------------------------------------------------
+
+
+def check(files: Sequence[Path], *, price: float) -> int:
+    """Read each file exactly as ingest does; print every bad line, the job count and what it would cost."""
+    defaults = Settings.model_fields
+    max_bytes: int = defaults["max_file_bytes"].default
+    max_jobs: int = defaults["max_jobs_per_file"].default
+    jobs = bad = 0
+    for path in files:
+        try:
+            if path.stat().st_size > max_bytes:
+                raise FileError(f"the file is over {max_bytes} bytes: split it into smaller files")
+            with path.open("rb") as stream:
+                for parsed in read_jobs(stream, extension_of(path.name), max_jobs=max_jobs):
+                    if parsed.error is not None:
+                        bad += 1
+                        print(f"{path}:{parsed.line}: {parsed.error}")
+                    else:
+                        jobs += 1
+        except FileError as error:
+            bad += 1
+            print(f"{path}: cannot be read: {error}")
+    print(f"{jobs} jobs, {bad} problems, estimated cost ${jobs * price:.2f} (at ${price} per image)")
+    return EXIT_FAILED if bad else EXIT_OK
+
+
+# -- local ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Gateway:
+    base_url: str
+    api_key: str
+
+
+def _probe(base_url: str) -> None:
+    """Fail fast, in one line, rather than after every job has retried against a dead address."""
+    parts = urlsplit(base_url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise UsageError(f"--api-base-url must be an http(s) URL, not {base_url!r}")
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        socket.create_connection((parts.hostname, port), timeout=PROBE_TIMEOUT_SECONDS).close()
+    except OSError as error:
+        raise UsageError(f"cannot reach the gateway at {base_url}: {error.strerror or error}") from None
+
+
+@contextlib.contextmanager
+def _gateway(args: argparse.Namespace) -> Iterator[Gateway]:
+    """The user's gateway, probed; or the stand-in, started for the length of the run."""
+    if args.api_base_url:
+        if not args.api_key:
+            raise UsageError("--api-key (or NANOBANANA_API_KEY) is required with --api-base-url")
+        _probe(args.api_base_url)
+        yield Gateway(args.api_base_url, args.api_key)
+        return
+    with StandInGateway() as standin:
+        print(f"No --api-base-url: the built-in stand-in gateway at {standin.base_url} draws the images")
+        yield Gateway(standin.base_url, args.api_key or STANDIN_API_KEY)
+
+
+def _parameters(args: argparse.Namespace, gateway: Gateway) -> dict[str, str]:
+    overrides = {"ApiBaseUrl": gateway.base_url, "ModelId": args.model, "GatewayDialect": args.dialect}
+    return {name: value for name, value in overrides.items() if value is not None}
+
+
+def _upload(stack: Stack, args: argparse.Namespace) -> None:
+    s3 = boto3.client("s3", region_name=REGION)
+    if args.inputs is not None:
+        for path in sorted(p for p in args.inputs.rglob("*") if p.is_file()):
+            s3.upload_file(str(path), stack.bucket, INPUTS_PREFIX + path.relative_to(args.inputs).as_posix())
+    if args.sqs is not None:
+        sqs = boto3.client("sqs", region_name=REGION)
+        jobs_url = stack.queue(stack.functions[GENERATE_FUNCTION].queue_arn).url
+        for line in args.sqs.read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                sqs.send_message(QueueUrl=jobs_url, MessageBody=line)
+    for path in args.files:
+        s3.upload_file(str(path), stack.bucket, PROMPTS_PREFIX + path.name)
+
+
+def _download_outputs(bucket: str, out_dir: Path) -> list[Path]:
+    """Copy `outputs/` into the output directory; the result records of this run."""
+    s3 = boto3.client("s3", region_name=REGION)
+    records = []
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=OUTPUTS_PREFIX):
+        for item in page.get("Contents", []):
+            target = out_dir / item["Key"].removeprefix(OUTPUTS_PREFIX)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            s3.download_file(bucket, item["Key"], str(target))
+            if target.suffix == ".json":
+                records.append(target)
+    return records
+
+
+def _run(stack: Stack, args: argparse.Namespace, progress: Any) -> int:
+    """Drain the queues through the handlers; the number of dead-lettered messages."""
+    sqs = boto3.client("sqs", region_name=REGION)
+    mappings = [
+        EventSourceMapping(
+            function, stack.queue(function.queue_arn), args.concurrency if lid == GENERATE_FUNCTION else 1
+        )
+        for lid, function in stack.functions.items()
+    ]
+    generate = next(m for m in mappings if m.function.logical_id == GENERATE_FUNCTION)
+
+    def tick() -> None:
+        done = generate.deleted
+        total = done + queue_depth(sqs, generate.source.url)
+        if (progress.n, progress.total) != (done, total):
+            progress.total = total
+            progress.n = done
+            progress.refresh()
+
+    try:
+        _upload(stack, args)
+        drain(mappings, tick)
+    finally:
+        for mapping in mappings:
+            mapping.stop()
+    return sum(queue_depth(sqs, q.dead_letter_url) for q in stack.queues.values() if q.dead_letter_url)
+
+
+def local(args: argparse.Namespace) -> int:
+    """Run the whole pipeline in-process over the given files; exit 0 only if every job succeeded."""
+    out_dir: Path = args.out
+    out_dir.mkdir(parents=True, exist_ok=True)
+    log_path = out_dir / "run.log"
+    terminal = sys.stderr
+    with _gateway(args) as gateway, log_path.open("w", encoding="utf-8") as log, preserved_environ():
+        os.environ.update(LOCAL_ENVIRONMENT)
+        with (
+            mock_aws(),
+            contextlib.redirect_stdout(log),
+            contextlib.redirect_stderr(log),
+            tqdm(total=0, desc="jobs", unit="job", file=terminal, leave=False) as progress,
+        ):
+            stack = provision(
+                load_template(TEMPLATE), TEMPLATE.parent, _parameters(args, gateway), gateway.api_key
+            )
+            dead_letters = _run(stack, args, progress)
+            records = _download_outputs(stack.bucket, out_dir)
+    summary = summarize(load_results(out_dir, records), dead_letters=dead_letters)
+    gallery = write_gallery(out_dir, summary)
+    print(format_report(summary))
+    print(summary_line(summary))
+    print(f"gallery: {gallery}   handler logs: {log_path}")
+    return EXIT_OK if summary.failed == 0 else EXIT_FAILED
