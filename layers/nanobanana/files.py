@@ -164,8 +164,9 @@ def _csv(lines: Iterable[tuple[int, str]]) -> Iterator[ParsedLine]:
         header = reader.fieldnames
         if not header or ("prompt" not in header and "messages" not in header):
             raise FileError("a CSV file needs a header row with a 'prompt' column")
+        end = current[0]
         for row_number, row in enumerate(reader, start=1):
-            start = current[0]
+            start, end = end + 1, current[0]  # a quoted cell may have spanned several lines
             try:
                 obj = _csv_row(row)
             except InvalidJobError as error:
