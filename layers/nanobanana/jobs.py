@@ -128,7 +128,7 @@ def _field_error(exc: ValidationError, prefix: str = "") -> InvalidJobError:
     loc = [str(part) for part in err["loc"]] or ["prompt"]  # the only model-level rule: prompt/messages
     field = prefix + ".".join(loc)
     if err["type"] == "extra_forbidden":
-        return InvalidJobError(field, "unknown field")
+        return InvalidJobError(field if loc[-1] else f"{field}''", "unknown field")
     if err["type"] == "string_pattern_mismatch" and loc[0] in PATTERN_HINTS:
         return InvalidJobError(field, PATTERN_HINTS[loc[0]])
     return InvalidJobError(field, err["msg"].removeprefix("Value error, "))
