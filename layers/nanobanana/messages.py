@@ -26,7 +26,7 @@ SQS_UPLOAD = "sqs"
 class Envelope(BaseModel):
     """A job of a prompt file on its way to generate."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, regex_engine="python-re")
 
     job: Job
     batch: BatchName
@@ -64,8 +64,8 @@ def envelope(job: Job, *, batch: str, source: dict[str, Any], upload: str) -> st
 def read_message(record: SQSRecord) -> Work:
     """Turn any message of the jobs queue into Work; never raises for a bad body."""
     receive_count = int(record.attributes.approximate_receive_count or 1)
-    attribute = record.message_attributes.get(ORIGIN_ATTRIBUTE)
-    if attribute is not None and attribute.string_value == ORIGIN_INGEST:
+    attributes = record.message_attributes
+    if ORIGIN_ATTRIBUTE in attributes and attributes[ORIGIN_ATTRIBUTE].string_value == ORIGIN_INGEST:
         env = Envelope.model_validate_json(record.body)
         assert env.job.id is not None  # ingest always names its jobs
         return Work(
