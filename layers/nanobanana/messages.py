@@ -64,8 +64,10 @@ def envelope(job: Job, *, batch: str, source: dict[str, Any], upload: str) -> st
 def read_message(record: SQSRecord) -> Work:
     """Turn any message of the jobs queue into Work; never raises for a bad body."""
     receive_count = int(record.attributes.approximate_receive_count or 1)
-    attributes = record.message_attributes
-    if ORIGIN_ATTRIBUTE in attributes and attributes[ORIGIN_ATTRIBUTE].string_value == ORIGIN_INGEST:
+    origin = (
+        record.message_attributes[ORIGIN_ATTRIBUTE] if ORIGIN_ATTRIBUTE in record.message_attributes else None
+    )
+    if origin is not None and origin.string_value == ORIGIN_INGEST:
         env = Envelope.model_validate_json(record.body)
         assert env.job.id is not None  # ingest always names its jobs
         return Work(
