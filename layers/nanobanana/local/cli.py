@@ -26,12 +26,9 @@ from nanobanana.files import FileError, extension_of, read_jobs
 from nanobanana.local.gallery import write_gallery
 from nanobanana.local.report import OUTPUTS_PREFIX, format_report, load_results, summarize, summary_line
 from nanobanana.local.runner import EventSourceMapping, drain, preserved_environ, queue_depth
-from nanobanana.local.stack import LOCAL_ENVIRONMENT, REGION, Stack, provision
+from nanobanana.local.stack import LOCAL_ENVIRONMENT, REGION, Stack, provision_template
 from nanobanana.local.standin import StandInGateway
-from nanobanana.local.template import load_template
 
-REPO_ROOT = Path(__file__).resolve().parents[3]
-TEMPLATE = REPO_ROOT / "template.yaml"
 GENERATE_FUNCTION = "GenerateFunction"
 PROMPTS_PREFIX = "prompts/"
 INPUTS_PREFIX = "inputs/"
@@ -212,7 +209,9 @@ def _run(stack: Stack, args: argparse.Namespace, progress: Any) -> int:
     generate = next(m for m in mappings if m.function.logical_id == GENERATE_FUNCTION)
 
     def tick() -> None:
-        done = generate.deleted
+        """Jobs enqueued so far: done (deleted or dead-lettered) plus those still in the queue."""
+        dead = generate.source.dead_letter_url
+        done = generate.deleted + (queue_depth(sqs, dead) if dead else 0)
         total = done + queue_depth(sqs, generate.source.url)
         if (progress.n, progress.total) != (done, total):
             progress.total = total
@@ -242,9 +241,7 @@ def local(args: argparse.Namespace) -> int:
             contextlib.redirect_stderr(log),
             tqdm(total=0, desc="jobs", unit="job", file=terminal, leave=False) as progress,
         ):
-            stack = provision(
-                load_template(TEMPLATE), TEMPLATE.parent, _parameters(args, gateway), gateway.api_key
-            )
+            stack = provision_template(_parameters(args, gateway), gateway.api_key)
             dead_letters = _run(stack, args, progress)
             records = _download_outputs(stack.bucket, out_dir)
     summary = summarize(load_results(out_dir, records), dead_letters=dead_letters)

@@ -16,6 +16,10 @@ from typing import Any
 
 import boto3
 
+from nanobanana.local.template import function_properties, load_template
+
+#: The repository's template (the package is installed editable from the repository).
+TEMPLATE = Path(__file__).resolve().parents[3] / "template.yaml"
 #: moto's account; the region is the runner's.
 ACCOUNT_ID = "123456789012"
 REGION = "us-east-1"
@@ -289,14 +293,9 @@ def _configure_notifications(resolver: _Resolver, logical_id: str, props: Mappin
 
 
 def _function(resolver: _Resolver, template: Mapping[str, Any], root: Path, logical_id: str) -> Function:
-    """A function's settings: Globals first, its own Properties over them, its SQS event source."""
-    defaults = (template.get("Globals") or {}).get("Function") or {}
-    props = template["Resources"][logical_id]["Properties"]
-    merged = {**defaults, **props}
-    variables = {
-        **((defaults.get("Environment") or {}).get("Variables") or {}),
-        **((props.get("Environment") or {}).get("Variables") or {}),
-    }
+    """A function's settings, Globals applied as SAM applies them, and its SQS event source."""
+    props = function_properties(template, logical_id)
+    variables = (props.get("Environment") or {}).get("Variables") or {}
     sources = [
         event["Properties"] for event in (props.get("Events") or {}).values() if event.get("Type") == "SQS"
     ]
@@ -306,14 +305,14 @@ def _function(resolver: _Resolver, template: Mapping[str, Any], root: Path, logi
     name = _physical_name(resolver, props, "FunctionName", logical_id)
     resolved = {key: _env_value(resolver.resolve(value)) for key, value in variables.items()}
     environment = {key: value for key, value in resolved.items() if value is not None}
-    timeout = int(resolver.resolve(merged.get("Timeout", 3)))
-    memory = int(resolver.resolve(merged.get("MemorySize", 128)))
+    timeout = int(resolver.resolve(props.get("Timeout", 3)))
+    memory = int(resolver.resolve(props.get("MemorySize", 128)))
     return Function(
         logical_id=logical_id,
         name=name,
         arn=f"arn:aws:lambda:{REGION}:{ACCOUNT_ID}:function:{name}",
-        code=root / str(resolver.resolve(merged["CodeUri"])),
-        handler=str(resolver.resolve(merged["Handler"])),
+        code=root / str(resolver.resolve(props["CodeUri"])),
+        handler=str(resolver.resolve(props["Handler"])),
         environment={
             **environment,
             **LOCAL_ENVIRONMENT,
@@ -377,3 +376,8 @@ def provision(template: Mapping[str, Any], root: Path, parameters: Mapping[str, 
         queues=queues,
         functions={lid: _function(resolver, template, root, lid) for lid in functions},
     )
+
+
+def provision_template(parameters: Mapping[str, str], api_key: str, template: Path = TEMPLATE) -> Stack:
+    """The stack of `template.yaml`, its CodeUri paths taken relative to the template's folder."""
+    return provision(load_template(template), template.parent, parameters, api_key)
