@@ -92,14 +92,11 @@ class Fault:
     retry_after_ms: int | None = None
     body: Json | str | None = None
     seconds: float | None = None
-    #: shape of the default error body; None: the gateway's `error_style`
-    error_style: ErrorStyle | None = None
 
 
 #: A new-api reseller out of quota: the 403 that means "top up", not "wrong key".
 QUOTA_FAULT = Fault(
     status=403,
-    error_style="newapi",
     body={
         "error": {
             "message": "user quota is not enough",
@@ -326,8 +323,9 @@ class StandInGateway:
             raise RuntimeError("the stand-in gateway is already running")
         self.stopping.clear()
         self._server = _Server(self)
+        # A short poll interval: stop() waits for the serving loop to notice, and tests stop gateways often.
         self._thread = threading.Thread(
-            target=self._server.serve_forever, name="standin-gateway", daemon=True
+            target=self._server.serve_forever, args=(0.01,), name="standin-gateway", daemon=True
         )
         self._thread.start()
         return self
@@ -447,9 +445,7 @@ class StandInGateway:
             headers["retry-after-ms"] = str(fault.retry_after_ms)
         payload = fault.body
         if payload is None:
-            payload = error_body(
-                status, f"stand-in fault: {_phrase(status)}", fault.error_style or self.error_style
-            )
+            payload = error_body(status, f"stand-in fault: {_phrase(status)}", self.error_style)
         if isinstance(payload, str):
             handler.send_bytes(status, payload.encode(), "text/plain; charset=utf-8", headers)
         else:
