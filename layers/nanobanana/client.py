@@ -180,7 +180,7 @@ class GatewayClient:
                 # The same unreadable answer again and again: a redelivery would pay for it once more.
                 error = PipelineError(
                     error.type,
-                    f"{error.detail} ({bad_responses} times)",
+                    f"{error.detail} (unreadable answers: {bad_responses})",
                     status_code=error.status_code,
                     retryable=False,
                 )
@@ -257,7 +257,7 @@ class GatewayClient:
             ) from None
         except httpx.RequestError as exc:
             raise self._transport_error(exc, f"downloading {shown}") from None
-        return to_image(bytes(data))
+        return to_image(bytes(data), source=f"the file at {shown}")
 
     def _transport_error(self, exc: httpx.RequestError, doing: str) -> PipelineError:
         """A network failure as a retryable error, named without the key."""

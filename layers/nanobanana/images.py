@@ -56,20 +56,23 @@ def sniff(data: bytes) -> tuple[str, str] | None:
     return None
 
 
-def to_image(data: bytes, *, error_type: ErrorType = ErrorType.BAD_RESPONSE) -> GeneratedImage:
-    """The image these bytes hold, or a PipelineError of `error_type` when they are no known image."""
+def to_image(
+    data: bytes, *, error_type: ErrorType = ErrorType.BAD_RESPONSE, source: str = "an image"
+) -> GeneratedImage:
+    """The image these bytes hold, or a PipelineError of `error_type` (naming `source`) when they are
+    no known image."""
     kind = sniff(data)
     if kind is None:
-        head = data[:8].hex()
         raise PipelineError(
-            error_type, f"{len(data)} bytes that are not a png, jpeg, webp or gif (start {head})"
+            error_type,
+            f"{source} is {len(data)} bytes that are not a png, jpeg, webp or gif (start {data[:8].hex()})",
         )
     return GeneratedImage(data, *kind)
 
 
 def to_data_url(data: bytes) -> str:
     """A `data:<mime>;base64,...` URL for input image bytes (INPUT_ERROR if they are no known image)."""
-    image = to_image(data, error_type=ErrorType.INPUT_ERROR)
+    image = to_image(data, error_type=ErrorType.INPUT_ERROR, source="an input image")
     return f"data:{image.mime};base64,{base64.b64encode(data).decode('ascii')}"
 
 
