@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+from nanobanana.config import Dialect
 from nanobanana.images import InputImage, to_data_url
 from nanobanana.jobs import Job
 
@@ -20,7 +21,7 @@ RequestDialect = Literal["openrouter", "newapi"]
 OPENROUTER_HOSTS = ("openrouter.ai", "ai-gateway.vercel.sh")
 
 
-def resolve_dialect(setting: Literal["auto", "openrouter", "newapi"], base_url: str) -> RequestDialect:
+def resolve_dialect(setting: Dialect, base_url: str) -> RequestDialect:
     """The dialect to speak: the setting itself, or for `auto` the one the gateway's host is known for."""
     if setting != "auto":
         return setting

@@ -76,17 +76,13 @@ def to_data_url(data: bytes) -> str:
     return f"data:{image.mime};base64,{base64.b64encode(data).decode('ascii')}"
 
 
-def is_data_url(value: str) -> bool:
-    return value[:5].lower() == "data:"
-
-
 def decode_base64_image(value: str) -> bytes:
     """The bytes of a base64 data URL or of bare base64 (what some gateways send); BAD_RESPONSE if neither.
 
     Whitespace and missing padding are tolerated, as are URL-safe characters: gateways differ in all three.
     """
     text = value.strip()
-    if is_data_url(text):
+    if text[:5].lower() == "data:":
         match = _DATA_URL.match(text)
         if match is None:
             raise PipelineError(
