@@ -59,7 +59,7 @@ Json = dict[str, Any]
 CHAT_PATHS = frozenset({"/v1/chat/completions", "/chat/completions"})
 IMAGE_PATH = re.compile(r"^/images/([0-9a-f]{32}\.png)$")
 DIRECTIVE = re.compile(
-    r"\[\[(status|flaky|quota|refuse|text|hang|reset|truncate)(?::([\d.]+))?(?::([\d.]+))?\]\]"
+    r"\[\[(status|flaky|quota|refuse|text|hang|reset|truncate)(?::(\d+(?:\.\d+)?))?(?::(\d+(?:\.\d+)?))?\]\]"
 )
 DATA_URL = re.compile(r"^data:image/[\w.+-]+;base64,(.*)$", re.DOTALL)
 #: new-api's `code` for an error status, so its bodies look like a reseller's.
@@ -155,7 +155,8 @@ def image_config(body: Json) -> Json:
     """`image_config` from either request dialect (top level, or `extra_body.google`)."""
     config = body.get("image_config")
     if not isinstance(config, dict):
-        google = (body.get("extra_body") or {}).get("google") or {}
+        extra = body.get("extra_body")
+        google = extra.get("google") if isinstance(extra, dict) else None
         config = google.get("image_config") if isinstance(google, dict) else None
     return config if isinstance(config, dict) else {}
 
