@@ -31,11 +31,11 @@ ImageRef = Annotated[
         pattern=r"^(https://\S+|s3://[a-z0-9.-]{3,63}/\S+|(?![a-zA-Z][a-zA-Z0-9+.-]*://)[^/\s]\S*)$"
     ),
 ]
-# An output folder name: path segments of safe characters, no empty, `.` or `..` segment.
+# An output folder name: path segments without control characters, no empty, `.` or `..` segment.
 BatchName = Annotated[
     str,
     StringConstraints(
-        pattern=r"^(?!.*(^|/)\.{1,2}(/|$))[A-Za-z0-9._=+@ -]+(/[A-Za-z0-9._=+@ -]+)*$", max_length=512
+        pattern=r"^(?!.*(^|/)\.{1,2}(/|$))[^\x00-\x1f\x7f/]+(/[^\x00-\x1f\x7f/]+)*$", max_length=512
     ),
 ]
 
@@ -118,7 +118,7 @@ PATTERN_HINTS = {
     "id": "must be 1 to 128 of A-Z a-z 0-9 . _ - (no '/', spaces or control characters)",
     "custom_id": "must be 1 to 128 of A-Z a-z 0-9 . _ - (no '/', spaces or control characters)",
     "images": "must be a key in the pipeline's bucket, s3://bucket/key or an https:// URL",
-    "batch": "must be a folder name of A-Z a-z 0-9 . _ = + @ - and spaces, '/' between parts, no '..'",
+    "batch": "must be a folder name: parts between '/', none empty, '.' or '..', no control characters",
 }
 
 
