@@ -212,7 +212,8 @@ def _run(stack: Stack, args: argparse.Namespace, progress: Any) -> int:
         """Jobs enqueued so far: done (deleted or dead-lettered) plus those still in the queue."""
         dead = generate.source.dead_letter_url
         done = generate.deleted + (queue_depth(sqs, dead) if dead else 0)
-        total = done + queue_depth(sqs, generate.source.url)
+        # never shrinks: moto's approximate counts can miss a message while it changes hands
+        total = max(progress.total, done + queue_depth(sqs, generate.source.url))
         if (progress.n, progress.total) != (done, total):
             progress.total = total
             progress.n = done
