@@ -58,6 +58,16 @@ class LambdaContext:
     def get_remaining_time_in_millis(self) -> int:
         return max(0, int((self.deadline - time.monotonic()) * 1000))
 
+    @classmethod
+    def starting_now(cls, function: Function, timeout: float | None = None) -> LambdaContext:
+        """The context of an invocation of `function` starting now; `timeout` overrides the template's."""
+        return cls(
+            function_name=function.name,
+            memory_limit_in_mb=function.memory_mb,
+            invoked_function_arn=function.arn,
+            deadline=time.monotonic() + (function.timeout_seconds if timeout is None else timeout),
+        )
+
 
 def load_handler(function: Function, instance: str) -> Handler:
     """A fresh copy of the function's module, as a new execution environment imports it on cold start.
@@ -152,12 +162,7 @@ class ExecutionEnvironment:
     def _invoke(self, records: list[dict[str, Any]]) -> set[str]:
         """Run the handler; the ids of the records that failed (all of them if it raised)."""
         function = self.mapping.function
-        context = LambdaContext(
-            function_name=function.name,
-            memory_limit_in_mb=function.memory_mb,
-            invoked_function_arn=function.arn,
-            deadline=time.monotonic() + function.timeout_seconds,
-        )
+        context = LambdaContext.starting_now(function)
         ids = {record["messageId"] for record in records}
         try:
             response = self.handler({"Records": records}, context)
