@@ -64,9 +64,9 @@ def envelope(job: Job, *, batch: str, source: dict[str, Any], upload: str) -> st
 def read_message(record: SQSRecord) -> Work:
     """Turn any message of the jobs queue into Work; never raises for a bad body."""
     receive_count = int(record.attributes.approximate_receive_count or 1)
-    origin = (
-        record.message_attributes[ORIGIN_ATTRIBUTE] if ORIGIN_ATTRIBUTE in record.message_attributes else None
-    )
+    attributes = record.message_attributes
+    # not .get(): Powertools' wrapper only wraps what [] returns
+    origin = attributes[ORIGIN_ATTRIBUTE] if ORIGIN_ATTRIBUTE in attributes else None  # noqa: SIM401
     if origin is not None and origin.string_value == ORIGIN_INGEST:
         env = Envelope.model_validate_json(record.body)
         assert env.job.id is not None  # ingest always names its jobs
