@@ -11,10 +11,13 @@ from nanobanana import metrics as names
 from nanobanana.errors import ErrorType
 
 SERVICE = os.environ.get("POWERTOOLS_SERVICE_NAME", "nanobanana")
+#: Never left unset: a process that imports this module before the function's environment is in place
+#: (tests, the local runner) would otherwise have no namespace, and every flush of metrics would raise.
+NAMESPACE = os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or names.DEFAULT_NAMESPACE
 
 logger = Logger(service=SERVICE)
 tracer = Tracer(service=SERVICE)
-metrics = Metrics(service=SERVICE)
+metrics = Metrics(service=SERVICE, namespace=NAMESPACE)
 
 
 def count(name: str, value: float = 1, unit: MetricUnit = MetricUnit.Count) -> None:
@@ -29,6 +32,7 @@ def upstream_error(error_type: ErrorType) -> None:
         unit=MetricUnit.Count,
         value=1,
         resolution=MetricResolution.High,
+        namespace=NAMESPACE,
         default_dimensions={"service": SERVICE, **metrics.default_dimensions},
     ) as metric:
         metric.add_dimension(names.ERROR_TYPE_DIMENSION, str(error_type))
