@@ -14,22 +14,29 @@ from aws_lambda_powertools.utilities.batch.types import PartialItemFailureRespon
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.parameters import get_secret
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from botocore.config import Config
 
 from nanobanana.config import Settings
-from nanobanana.generate import Generator, gateway_factory
+from nanobanana.generate import IO_THREADS, Generator, gateway_factory
 from nanobanana.ledger import Ledger
 from nanobanana.observability import logger, metrics, tracer
 from nanobanana.retry import Deadline
 from nanobanana.storage import Storage
 
 settings = Settings.from_env()
+pooled = Config(max_pool_connections=IO_THREADS)  # as many connections as I/O threads
 # A batch whose every job is deferred is normal operation, not a function error (and not alarmed).
 processor = AsyncBatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 generator = Generator(
     settings,
-    Storage(boto3.client("s3"), settings.bucket),
-    Ledger(settings.idempotency_table, settings.idempotency_ttl_seconds, key_prefix="generate"),
-    boto3.client("sqs"),
+    Storage(boto3.client("s3", config=pooled), settings.bucket),
+    Ledger(
+        settings.idempotency_table,
+        settings.idempotency_ttl_seconds,
+        key_prefix="generate",
+        client=boto3.client("dynamodb", config=pooled),
+    ),
+    boto3.client("sqs", config=pooled),
     gateway_factory(settings, lambda: str(get_secret(settings.api_key_secret_arn, max_age=300))),
 )
 

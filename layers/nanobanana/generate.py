@@ -12,7 +12,9 @@ import asyncio
 import json
 import math
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
@@ -33,6 +35,10 @@ from nanobanana.storage import Storage, json_bytes, output_key
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
 
+T = TypeVar("T")
+
+#: boto3 calls run in threads; the default pool (cores + 4) would queue a batch's S3 and DynamoDB calls.
+IO_THREADS = 32
 #: SQS's longest visibility timeout.
 MAX_DELAY_SECONDS = 12 * 3600
 #: When the gateway gave no Retry-After: wait about this long, doubling with each delivery.
@@ -59,6 +65,11 @@ class Generator:
         self.ledger = ledger
         self.sqs = sqs
         self.client = client
+        self.pool = ThreadPoolExecutor(max_workers=IO_THREADS, thread_name_prefix="nanobanana-io")
+
+    async def _io(self, call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run a blocking boto3 call on the I/O threads."""
+        return await asyncio.get_running_loop().run_in_executor(self.pool, partial(call, *args, **kwargs))
 
     @tracer.capture_method
     async def handle(self, message: SQSRecord, deadline: Deadline, remaining_ms: Callable[[], int]) -> None:
@@ -70,7 +81,7 @@ class Generator:
             count(names.INVALID_JOBS)
             await self._finish_failed(work, work.error, final=False)
             return
-        claim = await asyncio.to_thread(self.ledger.claim, work.key, remaining_ms())
+        claim = await self._io(self.ledger.claim, work.key, remaining_ms())
         if claim.state is Claim.DONE:
             logger.info("job already done: duplicate delivery skipped, nothing paid")
             return
@@ -81,7 +92,7 @@ class Generator:
         try:
             outcome = await self._generate(work.job, deadline)
         except Exception as exc:  # nothing paid is kept: give the job back, the message is redelivered
-            await asyncio.to_thread(self.ledger.release, work.key, exc)
+            await self._io(self.ledger.release, work.key, exc)
             raise
         _observe_upstream(outcome)
         if isinstance(outcome, Success):
@@ -99,19 +110,13 @@ class Generator:
     async def _input(self, ref: str) -> InputImage:
         if ref.startswith("https://"):
             return InputImage(data=None, url=ref)
-        data = await asyncio.to_thread(self.storage.read_input, ref, self.settings.max_input_image_bytes)
+        data = await self._io(self.storage.read_input, ref, self.settings.max_input_image_bytes)
         return InputImage(data=data, url=None)
 
     async def _finish_succeeded(self, work: Work, success: Success, remaining_ms: Callable[[], int]) -> None:
         """Write what was paid for, retrying inside the invocation: it must not be paid for twice."""
         budget = max(1.0, remaining_ms() / 1000 - 1)
         keys = image_keys(work, success.images)
-        await asyncio.gather(
-            *(
-                self.storage.put_with_retries(key, image.data, image.mime, budget=budget)
-                for key, image in zip(keys, success.images, strict=True)
-            )
-        )
         result = record(
             work,
             images=keys,
@@ -123,10 +128,12 @@ class Generator:
             cost_usd=success.cost_usd,
             retries=success.retries,
         )
-        await self.storage.put_with_retries(
-            output_key(work.batch, f"{work.id}.json"), json_bytes(result), "application/json", budget=budget
+        writes = [(key, image.data, image.mime) for key, image in zip(keys, success.images, strict=True)]
+        writes.append((output_key(work.batch, f"{work.id}.json"), json_bytes(result), "application/json"))
+        await asyncio.gather(
+            *(self._io(self.storage.put_with_retries, *write, budget=budget) for write in writes)
         )
-        await asyncio.to_thread(self.ledger.finish, work.key, {"status": "succeeded", "images": keys})
+        await self._io(self.ledger.finish, work.key, {"status": "succeeded", "images": keys})
         count(names.JOBS_SUCCEEDED)
         count(names.IMAGES_GENERATED, len(keys))
         count(names.IMAGE_BYTES, sum(len(image.data) for image in success.images), MetricUnit.Bytes)
@@ -139,7 +146,7 @@ class Generator:
             await self._finish_failed(work, error, failure=failure, final=True)
             return
         last_delivery = work.receive_count >= self.settings.max_receive_count
-        await asyncio.to_thread(self.ledger.release, work.key, error)
+        await self._io(self.ledger.release, work.key, error)
         if last_delivery:
             # Written before the message is dead-lettered: every job ends with a result record.
             await self._finish_failed(work, error, failure=failure, final=False)
@@ -160,18 +167,16 @@ class Generator:
             latency_ms=failure.latency_ms if failure else 0,
             retries=failure.retries if failure else (),
         )
-        await asyncio.to_thread(self.storage.put_json, output_key(work.batch, f"{work.id}.json"), result)
+        await self._io(self.storage.put_json, output_key(work.batch, f"{work.id}.json"), result)
         if final:
-            await asyncio.to_thread(
-                self.ledger.finish, work.key, {"status": "failed", "error": str(error.type)}
-            )
+            await self._io(self.ledger.finish, work.key, {"status": "failed", "error": str(error.type)})
         count(names.JOBS_FAILED)
         logger.warning("job failed", extra={"error": error.to_record()})
 
     async def _defer(self, message: SQSRecord, seconds: float) -> None:
         """Hold the message back for `seconds` instead of sleeping through the invocation."""
         timeout = min(MAX_DELAY_SECONDS, max(1, math.ceil(seconds)))
-        await asyncio.to_thread(
+        await self._io(
             self.sqs.change_message_visibility,
             QueueUrl=self.settings.jobs_queue_url,
             ReceiptHandle=message.receipt_handle,

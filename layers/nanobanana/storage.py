@@ -6,9 +6,9 @@ must not be lost to a passing S3 error.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import random
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -76,19 +76,18 @@ class Storage:
     def put_json(self, key: str, obj: dict[str, Any]) -> None:
         self.put(key, json_bytes(obj), "application/json")
 
-    async def put_with_retries(self, key: str, body: bytes, content_type: str, *, budget: float) -> None:
+    def put_with_retries(self, key: str, body: bytes, content_type: str, *, budget: float) -> None:
         """Write, retrying with backoff for at most `budget` seconds: what was paid for is kept."""
-        loop = asyncio.get_running_loop()
-        give_up = loop.time() + budget
+        give_up = time.monotonic() + budget
         for attempt in range(1, WRITE_ATTEMPTS + 1):
             try:
-                await asyncio.to_thread(self.put, key, body, content_type)
+                self.put(key, body, content_type)
                 return
             except (ClientError, BotoCoreError):
                 wait = random.uniform(0, min(8.0, 0.2 * 2**attempt))
-                if attempt == WRITE_ATTEMPTS or loop.time() + wait > give_up:
+                if attempt == WRITE_ATTEMPTS or time.monotonic() + wait > give_up:
                     raise
-                await asyncio.sleep(wait)
+                time.sleep(wait)
 
 
 def json_bytes(obj: dict[str, Any]) -> bytes:

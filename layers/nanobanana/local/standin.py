@@ -39,6 +39,7 @@ import socket
 import struct
 import sys
 import threading
+import time
 from collections import Counter, deque
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -398,25 +399,36 @@ class StandInGateway:
     # -- answering ------------------------------------------------------------------------------------
 
     def answer(self, handler: _Handler, body: Json, authorization: str | None) -> None:
-        """Record the request, wait the latency, check the key, then misbehave or draw."""
+        """Record the request, check the key, then misbehave or draw; answer `latency` after it came.
+
+        The drawing happens inside the latency, as a model's work does: a 1.0 s gateway answers in 1.0 s.
+        """
+        ready_at = time.monotonic() + self.latency
         prompt = prompt_text(body)
         with self._lock:
             self._requests.append(body)
-        if self.latency and self.stopping.wait(self.latency):
+        authorised = self.api_key is None or authorization == f"Bearer {self.api_key}"
+        fault: Fault | None = None
+        if authorised:
+            with self._lock:
+                scripted = self._script.popleft() if self._script else None
+                calls_so_far = self._prompt_calls[prompt]
+                self._prompt_calls[prompt] += 1
+            fault = scripted or directive_fault(prompt, calls_so_far)
+            if fault is None:
+                self._succeed(handler, body, prompt, ready_at)
+                return
+        if self._stopped_before(ready_at):
             handler.abort()
-            return
-        if self.api_key is not None and authorization != f"Bearer {self.api_key}":
+        elif fault is None:
             handler.send_json(401, error_body(401, "invalid or missing API key", self.error_style))
-            return
-        with self._lock:
-            scripted = self._script.popleft() if self._script else None
-            calls_so_far = self._prompt_calls[prompt]
-            self._prompt_calls[prompt] += 1
-        fault = scripted or directive_fault(prompt, calls_so_far)
-        if fault is None:
-            self._succeed(handler, body, prompt)
         else:
             self._misbehave(handler, fault, body, prompt)
+
+    def _stopped_before(self, moment: float) -> bool:
+        """Wait until `moment`; True if the gateway is stopping meanwhile (the answer is then dropped)."""
+        remaining = moment - time.monotonic()
+        return remaining > 0 and self.stopping.wait(remaining)
 
     def _misbehave(self, handler: _Handler, fault: Fault, body: Json, prompt: str) -> None:
         if fault.kind == "status":
@@ -452,11 +464,14 @@ class StandInGateway:
         else:
             handler.send_json(status, payload, headers)
 
-    def _succeed(self, handler: _Handler, body: Json, prompt: str) -> None:
+    def _succeed(self, handler: _Handler, body: Json, prompt: str, ready_at: float | None = None) -> None:
         try:
             completion = self._completion(body, prompt)
         except ValueError as exc:
             handler.send_json(400, error_body(400, str(exc), self.error_style))
+            return
+        if ready_at is not None and self._stopped_before(ready_at):
+            handler.abort()
             return
         handler.send_json(200, completion)
 
