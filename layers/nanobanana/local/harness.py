@@ -6,11 +6,17 @@ would, or invoke one handler on records they took off a queue themselves. Call i
 
 from __future__ import annotations
 
+import hashlib
 import json
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import boto3
+from botocore.awsrequest import AWSResponse, HTTPHeaders
 
 from nanobanana.local.runner import (
     EventSourceMapping,
@@ -32,6 +38,8 @@ class Pipeline:
     gateway: StandInGateway
 
     def __post_init__(self) -> None:
+        #: message bodies handlers sent inside `captured_sends`
+        self.sent: list[str] = []
         self.s3 = boto3.client("s3", region_name=REGION)
         self.sqs = boto3.client("sqs", region_name=REGION)
 
@@ -94,6 +102,48 @@ class Pipeline:
         result: dict[str, Any] = handler({"Records": records}, LambdaContext.starting_now(function, timeout))
         return result
 
+    @contextmanager
+    def captured_sends(self, *, keep: bool = True) -> Iterator[Counter[str]]:
+        """Answer the SQS sends of handlers loaded inside the block here, keeping their message bodies.
+
+        For ingest at scale: moto's SQS counts every message of a queue on each send, so 100,000 jobs
+        would take it many minutes. The handler's code runs unchanged; only the send's answer is local.
+        The counter has one entry per SQS operation called; with `keep`, the bodies are in `self.sent`.
+        """
+        calls: Counter[str] = Counter()
+
+        def answer(params: dict[str, Any], model: Any, **_: Any) -> tuple[AWSResponse, dict[str, Any]]:
+            calls[model.name] += 1
+            request = json.loads(params["body"])  # SQS speaks JSON: the serialized call
+            entries = request.get("Entries") or [{"Id": "0", **request}]
+            if keep:
+                self.sent.extend(entry["MessageBody"] for entry in entries)
+            successful = [
+                {
+                    "Id": entry["Id"],
+                    "MessageId": str(uuid.uuid4()),
+                    "MD5OfMessageBody": hashlib.md5(
+                        entry["MessageBody"].encode(), usedforsecurity=False
+                    ).hexdigest(),
+                }
+                for entry in entries
+            ]
+            parsed = {"Successful": successful, "Failed": []} if "Entries" in request else successful[0]
+            return AWSResponse("https://sqs.local/", 200, HTTPHeaders(), None), parsed
+
+        # clients built from now on (a handler's, at its cold start) are answered here
+        boto3.setup_default_session()
+        assert boto3.DEFAULT_SESSION is not None
+        events = boto3.DEFAULT_SESSION.events
+        hook = cast(Callable[..., None], answer)  # a before-call hook may answer in the call's place
+        for operation in ("SendMessageBatch", "SendMessage"):
+            events.register(f"before-call.sqs.{operation}", hook)
+        try:
+            yield calls
+        finally:
+            for operation in ("SendMessageBatch", "SendMessage"):
+                events.unregister(f"before-call.sqs.{operation}", hook)
+
     def depth(self, queue_url: str) -> int:
         return queue_depth(self.sqs, queue_url)
 
@@ -114,3 +164,7 @@ class Pipeline:
             k.rsplit("/", 1)[1].removesuffix(".json"): self.result(batch, k.rsplit("/", 1)[1][:-5])
             for k in names
         }
+
+
+def _md5(text: str) -> str:
+    return hashlib.md5(text.encode(), usedforsecurity=False).hexdigest()

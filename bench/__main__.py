@@ -1,0 +1,120 @@
+"""`make bench`: the two figures the pipeline is held to, measured on the local stack.
+
+1. One generate invocation over a 10-record batch against the stand-in at 1.0 s latency: wall time / 1.0 s
+   (goal: at most 1.2; the records run concurrently, so a batch costs about one gateway latency).
+2. Ingesting a 10,000-line prompt file: SQS calls made (goal: 1,000, ten jobs per SendMessageBatch) and
+   the peak of Python memory while it runs (the file is streamed, never held whole). The sends are
+   answered by the harness (`captured_sends`): moto's SQS slows down with every message a queue holds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import tracemalloc
+from collections.abc import Iterator
+from contextlib import contextmanager, redirect_stdout
+from pathlib import Path
+from typing import Any
+
+from moto import mock_aws
+
+from nanobanana.local.harness import Pipeline
+from nanobanana.local.runner import LambdaContext, load_handler, preserved_environ
+from nanobanana.local.stack import LOCAL_ENVIRONMENT, provision_template
+from nanobanana.local.standin import StandInGateway
+
+API_KEY = "sk-bench"
+LATENCY_SECONDS = 1.0
+BATCH = 10
+INGEST_LINES = 10_000
+
+
+@contextmanager
+def local_pipeline(latency: float) -> Iterator[Pipeline]:
+    with StandInGateway(api_key=API_KEY, latency=latency) as gateway, preserved_environ():
+        os.environ.update(LOCAL_ENVIRONMENT)
+        with mock_aws():
+            yield Pipeline(provision_template({"ApiBaseUrl": gateway.base_url}, API_KEY), gateway)
+
+
+def bench_generate() -> dict[str, Any]:
+    """A cold invocation (module import excluded), then a warm one: Lambda reuses its environments."""
+    walls = []
+    with local_pipeline(LATENCY_SECONDS) as pipeline:
+        # as in Lambda, where the runtime sets it: Powertools then keeps one event loop per environment
+        os.environ["LAMBDA_TASK_ROOT"] = str(pipeline.generate.code)
+        handler = load_handler(pipeline.generate, "bench")
+        for run in ("cold", "warm"):
+            for n in range(BATCH):
+                pipeline.send_job({"id": f"{run}-{n}", "prompt": f"benchmark image number {n}"})
+            records = pipeline.receive(pipeline.jobs_queue, BATCH)
+            assert len(records) == BATCH, "the queue gave fewer records than a batch"
+            started = time.perf_counter()
+            response = handler({"Records": records}, LambdaContext.starting_now(pipeline.generate))
+            walls.append(time.perf_counter() - started)
+            assert response == {"batchItemFailures": []}, response
+        assert len(pipeline.results("sqs")) == 2 * BATCH
+        assert len(pipeline.gateway.requests) == 2 * BATCH
+    cold, warm = walls
+    return {
+        "records": BATCH,
+        "latency_s": LATENCY_SECONDS,
+        "cold_wall_s": round(cold, 3),
+        "warm_wall_s": round(warm, 3),
+        "ratio": round(warm / LATENCY_SECONDS, 3),
+        "cold_ratio": round(cold / LATENCY_SECONDS, 3),
+        "goal": 1.2,
+    }
+
+
+def bench_ingest() -> dict[str, Any]:
+    """SQS calls and peak Python memory of one ingest invocation (its cold start excluded)."""
+    with local_pipeline(0.0) as pipeline:
+        pipeline.run()  # the notification's test event
+        body = "".join(f"a banana in style number {n}\n" for n in range(INGEST_LINES))
+        pipeline.put("prompts/bench.txt", body)
+        records = pipeline.receive(pipeline.prompts_queue, 1)
+        with pipeline.captured_sends(keep=False) as calls:
+            handler = load_handler(pipeline.ingest, "bench")
+            tracemalloc.start()
+            started = time.perf_counter()
+            response = handler({"Records": records}, LambdaContext.starting_now(pipeline.ingest))
+            wall = time.perf_counter() - started
+            _, peak = tracemalloc.get_traced_memory()
+            tracemalloc.stop()
+        assert response == {"batchItemFailures": []}, response
+    return {
+        "lines": INGEST_LINES,
+        "file_mb": round(len(body) / 1e6, 2),
+        "sqs_calls": dict(calls),
+        "sqs_calls_total": sum(calls.values()),
+        "goal_sqs_calls": INGEST_LINES // 10,
+        "peak_python_mb": round(peak / 1e6, 1),
+        "wall_s": round(wall, 2),
+    }
+
+
+def main() -> None:
+    log = Path("out/bench.log")
+    log.parent.mkdir(exist_ok=True)
+    with log.open("w", encoding="utf-8") as handler_output, redirect_stdout(handler_output):
+        generate = bench_generate()
+        ingest = bench_ingest()
+    print(
+        f"generate: {generate['records']} records at {LATENCY_SECONDS} s latency: "
+        f"warm {generate['warm_wall_s']} s -> ratio {generate['ratio']} (goal <= {generate['goal']}); "
+        f"cold {generate['cold_wall_s']} s"
+    )
+    print(
+        f"ingest: {ingest['lines']} lines ({ingest['file_mb']} MB): "
+        f"{ingest['sqs_calls_total']} SQS calls {ingest['sqs_calls']} (goal {ingest['goal_sqs_calls']}), "
+        f"peak Python memory {ingest['peak_python_mb']} MB, {ingest['wall_s']} s"
+    )
+    print(json.dumps({"generate": generate, "ingest": ingest}))
+    print(f"handler logs: {log}")
+
+
+if __name__ == "__main__":
+    main()
