@@ -198,12 +198,14 @@ class GatewayClient:
         async with self._slots:
             try:
                 async with asyncio.timeout(budget):
-                    response = await self._http.post(
+                    async with self._http.stream(
+                        "POST",
                         self._endpoint,
                         content=body,
                         headers={**self._auth, "Content-Type": "application/json"},
                         timeout=self._timeouts(min(self._config.read_timeout, budget)),
-                    )
+                    ) as response:
+                        await _read_body(response)
                     if not response.is_success:
                         raise classify_http_error(
                             response.status_code,
@@ -272,6 +274,19 @@ class GatewayClient:
 
     def _since(self, start: float) -> int:
         return round((self._clock.monotonic() - start) * 1000)
+
+
+async def _read_body(response: httpx.Response) -> None:
+    """Read the answer; a successful status whose body is then cut short is an unreadable answer (paid
+    for, perhaps), not a network failure: it falls under the bounded bad_response retries."""
+    try:
+        await response.aread()
+    except (httpx.RemoteProtocolError, httpx.ReadError) as exc:
+        if not response.is_success:
+            raise
+        raise PipelineError(
+            ErrorType.BAD_RESPONSE, f"the gateway's answer was cut short ({type(exc).__name__})"
+        ) from None
 
 
 def _json(response: httpx.Response) -> Any:

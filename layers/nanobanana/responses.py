@@ -124,7 +124,7 @@ def parse_response(payload: Any, *, secrets: Iterable[str] = ()) -> Answer:
         ]
         if "error" in choice and not (found.images or found.urls):
             raise _body_error(choice["error"], secrets)
-    text = "\n".join(found.words) or None
+    text = redact("\n".join(found.words), secrets) or None
     finish_reason = reasons[0] if reasons else None
     model = payload.get("model")
     if not (found.images or found.urls):

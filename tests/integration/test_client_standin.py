@@ -107,7 +107,7 @@ async def test_an_input_image_reaches_the_drawing() -> None:
         ([Fault(status=429, retry_after="0")], [ErrorType.RATE_LIMITED]),
         ([Fault(status=500)] * 3, [ErrorType.SERVER_ERROR] * 3),
         ([Fault(kind="reset")], [ErrorType.SERVER_ERROR]),
-        ([Fault(kind="truncate")], [ErrorType.SERVER_ERROR]),
+        ([Fault(kind="truncate")], [ErrorType.BAD_RESPONSE]),
         ([Fault(status=503, retry_after_ms=0), Fault(kind="reset")], [ErrorType.SERVER_ERROR] * 2),
     ],
 )

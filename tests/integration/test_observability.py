@@ -204,11 +204,6 @@ def test_each_failure_counts_its_error_type(
         assert seen.values(names.JOBS_FAILED) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a 200 whose body is cut short is read as a connection failure (server_error), "
-    "not as the unreadable answer (bad_response) that it is",
-)
 def test_a_truncated_answer_counts_as_a_bad_response(
     pipeline: Pipeline, output: Callable[[], Output]
 ) -> None:
@@ -387,9 +382,6 @@ def test_the_api_key_appears_nowhere(canary_pipeline: Pipeline, output: Callable
     assert_no_key(pipeline, output)
 
 
-@pytest.mark.xfail(
-    strict=True, reason="the model's words of a successful answer go into the result's text unredacted"
-)
 def test_the_api_key_in_the_models_words_is_not_kept(
     canary_pipeline: Pipeline, output: Callable[[], Output], tiny_png: bytes
 ) -> None:
