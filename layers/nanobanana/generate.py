@@ -71,7 +71,6 @@ class Generator:
         """Run a blocking boto3 call on the I/O threads."""
         return await asyncio.get_running_loop().run_in_executor(self.pool, partial(call, *args, **kwargs))
 
-    @tracer.capture_method
     async def handle(self, message: SQSRecord, deadline: Deadline, remaining_ms: Callable[[], int]) -> None:
         """Process one message; raise JobDeferred to have it redelivered."""
         work = read_message(message)
@@ -100,6 +99,7 @@ class Generator:
         else:
             await self._finish_failure(message, work, outcome)
 
+    @tracer.capture_method
     async def _generate(self, job: Job, deadline: Deadline) -> Success | Failure:
         try:
             inputs = await asyncio.gather(*(self._input(ref) for ref in job.images))
@@ -222,21 +222,25 @@ def gateway_factory(settings: Settings, secret: Callable[[], str]) -> Callable[[
     """One pooled client per process, reused across invocations, built on first use.
 
     A pooled HTTP client is bound to its event loop: Lambda keeps one loop per process, but elsewhere
-    each invocation may run on a new one, and then the client is built anew for it.
+    each invocation may run on a new one, and then the client is built anew for it. A new key in the
+    secret (read through a cache of a few minutes) also gets a new client: a fixed key must not wait
+    for a cold start.
     """
-    current: dict[str, tuple[asyncio.AbstractEventLoop, GatewayClient]] = {}
+    current: dict[str, tuple[asyncio.AbstractEventLoop, str, GatewayClient]] = {}
 
     def client() -> GatewayClient:
         loop = asyncio.get_running_loop()
-        if "client" not in current or current["client"][0] is not loop:
+        api_key = api_key_from_secret(secret())
+        held = current.get("client")
+        if held is None or held[0] is not loop or held[1] != api_key:
             config = GatewayConfig(
                 base_url=settings.api_base_url,
-                api_key=api_key_from_secret(secret()),
+                api_key=api_key,
                 model=settings.model_id,
                 dialect=settings.dialect,
                 price_per_image_usd=settings.price_per_image_usd,
             )
-            current["client"] = (loop, GatewayClient(config))
-        return current["client"][1]
+            current["client"] = (loop, api_key, GatewayClient(config))
+        return current["client"][2]
 
     return client
