@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from nanobanana.errors import InvalidJobError
-from nanobanana.jobs import Job, default_id, parse_defaults, parse_job, salvage_id
+from nanobanana.jobs import Job, default_id, parse_defaults, parse_job, salvage
 
 PROMPTS_PREFIX = "prompts/"
 EXTENSIONS = (".txt", ".jsonl", ".json", ".csv")
@@ -97,7 +97,7 @@ def _job(line: int, obj: Any, number: int, defaults: dict[str, Any] | None = Non
     try:
         job = parse_job(obj, defaults=defaults, fallback_id=fallback)
     except InvalidJobError as error:
-        return _bad(line, error, salvage_id(obj, fallback))
+        return _bad(line, error, salvage(obj, "id", fallback))
     assert job.id is not None
     if job.batch is not None:
         return _bad(line, InvalidJobError("batch", "a prompt file's batch is its name; remove it"), job.id)

@@ -181,11 +181,11 @@ def parse_defaults(obj: Any) -> dict[str, Any]:
     return dict(obj)
 
 
-def salvage_id(obj: Any, fallback: str) -> str:
-    """Where to file an invalid job's result: under its own id if that id is valid, else the fallback."""
-    job_id = obj.get("id") if isinstance(obj, dict) else None
+def salvage(obj: Any, field: str, fallback: str) -> str:
+    """Where to file an invalid job's result: its own `id` or `batch` if that one is valid, else fallback."""
+    value = obj.get(field) if isinstance(obj, dict) else None
     try:
-        JobSpec.model_validate({"prompt": "-", "id": job_id})
+        JobSpec.model_validate({"prompt": "-", field: value})
     except ValidationError:
         return fallback
-    return job_id if isinstance(job_id, str) else fallback
+    return value if isinstance(value, str) else fallback

@@ -11,10 +11,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict
 
 from nanobanana.errors import InvalidJobError
-from nanobanana.jobs import DEFAULT_SQS_BATCH, BatchName, Job, JobSpec, parse_job, salvage_id
+from nanobanana.jobs import DEFAULT_SQS_BATCH, BatchName, Job, parse_job, salvage
 
 ORIGIN_ATTRIBUTE = "nanobanana-origin"
 ORIGIN_INGEST = "ingest"
@@ -82,19 +82,9 @@ def read_message(record: SQSRecord) -> Work:
     try:
         job = parse_job(obj, fallback_id=record.message_id)
     except InvalidJobError as error:
-        job_id = salvage_id(obj, record.message_id)
-        return Work(job_id, _salvage_batch(obj), SQS_UPLOAD, source, None, error, receive_count)
+        job_id, batch = salvage(obj, "id", record.message_id), salvage(obj, "batch", DEFAULT_SQS_BATCH)
+        return Work(job_id, batch, SQS_UPLOAD, source, None, error, receive_count)
     assert job.id is not None
     return Work(
         job.id, job.batch or DEFAULT_SQS_BATCH, SQS_UPLOAD, source, job, None, receive_count, job.metadata
     )
-
-
-def _salvage_batch(obj: Any) -> str:
-    """The folder for an invalid job's result: its own batch if that one is valid."""
-    batch = obj.get("batch") if isinstance(obj, dict) else None
-    try:
-        JobSpec.model_validate({"prompt": "-", "batch": batch})
-    except ValidationError:
-        return DEFAULT_SQS_BATCH
-    return batch if isinstance(batch, str) else DEFAULT_SQS_BATCH

@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from nanobanana.errors import ErrorType, InvalidJobError
-from nanobanana.jobs import default_id, parse_defaults, parse_job, salvage_id
+from nanobanana.jobs import default_id, parse_defaults, parse_job, salvage
 
 BATCH_LINE = {
     "custom_id": "req-1",
@@ -109,10 +109,12 @@ def test_defaults_are_checked_like_jobs() -> None:
         parse_defaults({"id": "x"})
 
 
-def test_salvage_id_keeps_only_safe_ids() -> None:
-    assert salvage_id({"id": "mine", "prompt": 3}, "00004") == "mine"
-    assert salvage_id({"id": "../x"}, "00004") == "00004"
-    assert salvage_id("not a dict", "00004") == "00004"
+def test_salvage_keeps_only_valid_ids_and_batches() -> None:
+    assert salvage({"id": "mine", "prompt": 3}, "id", "00004") == "mine"
+    assert salvage({"id": "../x"}, "id", "00004") == "00004"
+    assert salvage("not a dict", "id", "00004") == "00004"
+    assert salvage({"batch": "a/b"}, "batch", "sqs") == "a/b"
+    assert salvage({"batch": "a//b"}, "batch", "sqs") == "sqs"
 
 
 @given(
