@@ -74,7 +74,10 @@ class Generator:
     async def handle(self, message: SQSRecord, deadline: Deadline, remaining_ms: Callable[[], int]) -> None:
         """Process one message; raise JobDeferred to have it redelivered."""
         work = read_message(message)
-        logger.thread_safe_append_keys(job_id=work.id, batch=work.batch, upload=work.upload)
+        # on every log line of this job (its own task, its own context): which job, which delivery of it
+        logger.thread_safe_append_keys(
+            job_id=work.id, batch=work.batch, upload=work.upload, attempt=work.receive_count
+        )
         if work.job is None:
             assert work.error is not None
             count(names.INVALID_JOBS)

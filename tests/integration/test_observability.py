@@ -29,7 +29,7 @@ from .conftest import Pipeline
 SERVICE = "nanobanana"
 COLD_START = "ColdStart"
 EMITTED_NAMES = frozenset(names.ALL) | {COLD_START}
-JOB_KEYS = ("job_id", "batch", "upload")
+JOB_KEYS = ("job_id", "batch", "upload", "attempt")
 #: Metrics only a job that reached the gateway emits.
 UPSTREAM = (names.UPSTREAM_LATENCY, names.UPSTREAM_RETRIES, names.UPSTREAM_ERRORS)
 #: Metrics only a succeeded job emits.
@@ -270,7 +270,7 @@ def test_job_logs_are_json_and_name_their_job(pipeline: Pipeline, output: Callab
     for line in logs:
         assert isinstance(line["message"], str)
         assert all(key in line for key in JOB_KEYS), line
-        assert (line["batch"], line["upload"]) == ("logs", "sqs")
+        assert (line["batch"], line["upload"], line["attempt"]) == ("logs", "sqs", 1)
         assert line["function_request_id"]
         by_job.setdefault(line["job_id"], []).append(line)
     assert set(by_job) == set(expected)
