@@ -226,11 +226,11 @@ def test_input_images_from_the_bucket(pipeline: Pipeline, tiny_png: bytes) -> No
 
 def test_a_job_in_progress_elsewhere_is_deferred_not_paid(pipeline: Pipeline) -> None:
     """Two deliveries at once (a redelivery while the first still runs): only the first calls the gateway."""
-    from nanobanana.ledger import Ledger
+    from nanobanana.ledger import Claim, Ledger
 
-    env = pipeline.generate.environment
-    ledger = Ledger(env["IDEMPOTENCY_TABLE"], 3600, key_prefix="generate")
-    assert ledger.claim({"batch": "sqs", "id": "twice", "upload": "sqs"}, remaining_ms=300_000).state.value == "new"
+    ledger = Ledger(pipeline.generate.environment["IDEMPOTENCY_TABLE"], 3600, key_prefix="generate")
+    first = ledger.claim({"batch": "sqs", "id": "twice", "upload": "sqs"}, remaining_ms=300_000)
+    assert first.state is Claim.NEW
     pipeline.send_job({"id": "twice", "prompt": "only once"})
     (record,) = pipeline.receive(pipeline.jobs_queue)
     response = pipeline.invoke(pipeline.generate, [record])
