@@ -104,11 +104,13 @@ class Generator:
 
     @tracer.capture_method
     async def _generate(self, job: Job, deadline: Deadline) -> Success | Failure:
+        """Inputs, then the gateway; a bad input or an unusable key is a failure before any call."""
         try:
             inputs = await asyncio.gather(*(self._input(ref) for ref in job.images))
+            client = self.client()
         except PipelineError as error:
             return Failure(error=error, attempts=0, latency_ms=0, retries=[], retry_after=None)
-        return await self.client().generate(job, inputs, deadline)
+        return await client.generate(job, inputs, deadline)
 
     async def _input(self, ref: str) -> InputImage:
         if ref.startswith("https://"):
