@@ -237,3 +237,19 @@ def test_a_job_in_progress_elsewhere_is_deferred_not_paid(pipeline: Pipeline) ->
     assert response == {"batchItemFailures": [{"itemIdentifier": record["messageId"]}]}
     assert pipeline.gateway.calls_for("only once") == 0
     assert pipeline.keys("outputs/sqs/") == []
+
+
+def test_a_secret_without_a_usable_key_fails_the_job_and_calls_nothing(pipeline: Pipeline) -> None:
+    import boto3
+
+    arn = pipeline.generate.environment["API_KEY_SECRET_ARN"]
+    boto3.client("secretsmanager", region_name="us-east-1").put_secret_value(
+        SecretId=arn, SecretString='{"token": "sk-misfiled"}'
+    )
+    pipeline.send_job({"id": "nokey", "prompt": "anything"})
+    pipeline.run()
+    error = pipeline.result("sqs", "nokey")["error"]
+    assert error["type"] == "authentication"
+    assert "api_key" in error["message"]
+    assert "sk-misfiled" not in error["message"]
+    assert pipeline.gateway.requests == []
