@@ -1,7 +1,9 @@
 """`make bench`: the two figures the pipeline is held to, measured on the local stack.
 
-1. One generate invocation over a 10-record batch against the stand-in at 1.0 s latency: wall time / 1.0 s
-   (goal: at most 1.2; the records run concurrently, so a batch costs about one gateway latency).
+1. A generate invocation over a 10-record batch against the stand-in at 1.0 s latency: wall time / 1.0 s
+   (goal: at most 1.2; the records run concurrently, so a batch costs about one gateway latency). The
+   stand-in runs in a process of its own, as a gateway is remote; the ratio is the median of three warm
+   invocations, the cold one is reported beside it.
 2. Ingesting a 10,000-line prompt file: SQS calls made (goal: 1,000, ten jobs per SendMessageBatch) and
    the peak of Python memory while it runs (the file is streamed, never held whole). The sends are
    answered by the harness (`captured_sends`): moto's SQS slows down with every message a queue holds.
@@ -10,11 +12,15 @@
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
+import statistics
 import time
 import tracemalloc
 from collections.abc import Iterator
 from contextlib import contextmanager, redirect_stdout
+from multiprocessing.queues import Queue
+from multiprocessing.synchronize import Event
 from pathlib import Path
 from typing import Any
 
@@ -29,40 +35,64 @@ API_KEY = "sk-bench"
 LATENCY_SECONDS = 1.0
 BATCH = 10
 INGEST_LINES = 10_000
+#: warm invocations after the cold one; the ratio is their median's
+WARM_RUNS = 3
 
 
 @contextmanager
-def local_pipeline(latency: float) -> Iterator[Pipeline]:
-    with StandInGateway(api_key=API_KEY, latency=latency) as gateway, preserved_environ():
+def local_pipeline(base_url: str) -> Iterator[Pipeline]:
+    with preserved_environ():
         os.environ.update(LOCAL_ENVIRONMENT)
         with mock_aws():
-            yield Pipeline(provision_template({"ApiBaseUrl": gateway.base_url}, API_KEY), gateway)
+            yield Pipeline(provision_template({"ApiBaseUrl": base_url}, API_KEY), None)
+
+
+def _serve(latency: float, address: Queue[str], stop: Event) -> None:
+    with StandInGateway(api_key=API_KEY, latency=latency) as gateway:
+        address.put(gateway.base_url)
+        stop.wait()
+
+
+@contextmanager
+def remote_standin(latency: float) -> Iterator[str]:
+    """The stand-in in a process of its own, as a gateway is: its drawing does not share our GIL."""
+    address: Queue[str] = multiprocessing.Queue()
+    stop = multiprocessing.Event()
+    process = multiprocessing.Process(target=_serve, args=(latency, address, stop), daemon=True)
+    process.start()
+    try:
+        yield address.get(timeout=30)
+    finally:
+        stop.set()
+        process.join(timeout=10)
 
 
 def bench_generate() -> dict[str, Any]:
-    """A cold invocation (module import excluded), then a warm one: Lambda reuses its environments."""
+    """A cold invocation (module import excluded), then warm ones, as Lambda reuses its environments."""
     walls = []
-    with local_pipeline(LATENCY_SECONDS) as pipeline:
+    with remote_standin(LATENCY_SECONDS) as base_url, local_pipeline(base_url) as pipeline:
         # as in Lambda, where the runtime sets it: Powertools then keeps one event loop per environment
         os.environ["LAMBDA_TASK_ROOT"] = str(pipeline.generate.code)
         handler = load_handler(pipeline.generate, "bench")
-        for run in ("cold", "warm"):
+        for run in range(1 + WARM_RUNS):
             for n in range(BATCH):
-                pipeline.send_job({"id": f"{run}-{n}", "prompt": f"benchmark image number {n}"})
+                pipeline.send_job({"id": f"run{run}-{n}", "prompt": f"benchmark image number {n}"})
             records = pipeline.receive(pipeline.jobs_queue, BATCH)
             assert len(records) == BATCH, "the queue gave fewer records than a batch"
             started = time.perf_counter()
             response = handler({"Records": records}, LambdaContext.starting_now(pipeline.generate))
             walls.append(time.perf_counter() - started)
             assert response == {"batchItemFailures": []}, response
-        assert len(pipeline.results("sqs")) == 2 * BATCH
-        assert len(pipeline.gateway.requests) == 2 * BATCH
-    cold, warm = walls
+        results = pipeline.results("sqs").values()
+        assert [r["status"] for r in results] == ["succeeded"] * BATCH * (1 + WARM_RUNS)
+        assert {r["attempts"] for r in results} == {1}
+    cold, warm = walls[0], statistics.median(walls[1:])
     return {
         "records": BATCH,
         "latency_s": LATENCY_SECONDS,
         "cold_wall_s": round(cold, 3),
         "warm_wall_s": round(warm, 3),
+        "warm_runs_s": [round(w, 3) for w in walls[1:]],
         "ratio": round(warm / LATENCY_SECONDS, 3),
         "cold_ratio": round(cold / LATENCY_SECONDS, 3),
         "goal": 1.2,
@@ -71,7 +101,7 @@ def bench_generate() -> dict[str, Any]:
 
 def bench_ingest() -> dict[str, Any]:
     """SQS calls and peak Python memory of one ingest invocation (its cold start excluded)."""
-    with local_pipeline(0.0) as pipeline:
+    with StandInGateway(api_key=API_KEY) as gateway, local_pipeline(gateway.base_url) as pipeline:
         pipeline.run()  # the notification's test event
         body = "".join(f"a banana in style number {n}\n" for n in range(INGEST_LINES))
         pipeline.put("prompts/bench.txt", body)
@@ -105,7 +135,7 @@ def main() -> None:
     print(
         f"generate: {generate['records']} records at {LATENCY_SECONDS} s latency: "
         f"warm {generate['warm_wall_s']} s -> ratio {generate['ratio']} (goal <= {generate['goal']}); "
-        f"cold {generate['cold_wall_s']} s"
+        f"cold {generate['cold_wall_s']} s; warm runs {generate['warm_runs_s']}"
     )
     print(
         f"ingest: {ingest['lines']} lines ({ingest['file_mb']} MB): "

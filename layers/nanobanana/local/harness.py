@@ -32,10 +32,10 @@ from nanobanana.local.standin import StandInGateway
 
 @dataclass
 class Pipeline:
-    """The provisioned stack and the gateway its functions call."""
+    """The provisioned stack and the gateway its functions call (None: one in another process)."""
 
     stack: Stack
-    gateway: StandInGateway
+    gateway: StandInGateway | None
 
     def __post_init__(self) -> None:
         #: message bodies handlers sent inside `captured_sends`
