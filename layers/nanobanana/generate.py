@@ -72,12 +72,26 @@ class Generator:
         return await asyncio.get_running_loop().run_in_executor(self.pool, partial(call, *args, **kwargs))
 
     async def handle(self, message: SQSRecord, deadline: Deadline, remaining_ms: Callable[[], int]) -> None:
-        """Process one message; raise JobDeferred to have it redelivered."""
+        """Process one message; raise JobDeferred (or any error) to have it redelivered."""
         work = read_message(message)
         # on every log line of this job (its own task, its own context): which job, which delivery of it
         logger.thread_safe_append_keys(
             job_id=work.id, batch=work.batch, upload=work.upload, attempt=work.receive_count
         )
+        try:
+            await self._process(message, work, deadline, remaining_ms)
+        except JobDeferred:
+            raise
+        except Exception as exc:
+            if work.receive_count >= self.settings.max_receive_count:
+                # S3, DynamoDB or a bug, not the gateway: the job still ends with a record before the DLQ
+                detail = f"the pipeline failed on the job's last delivery ({type(exc).__name__})"
+                await self._finish_failed(work, PipelineError(ErrorType.SERVER_ERROR, detail), final=False)
+            raise
+
+    async def _process(
+        self, message: SQSRecord, work: Work, deadline: Deadline, remaining_ms: Callable[[], int]
+    ) -> None:
         if work.job is None:
             assert work.error is not None
             count(names.INVALID_JOBS)

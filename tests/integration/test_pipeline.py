@@ -253,3 +253,29 @@ def test_a_secret_without_a_usable_key_fails_the_job_and_calls_nothing(pipeline:
     assert "api_key" in error["message"]
     assert "sk-misfiled" not in error["message"]
     assert pipeline.gateway.requests == []
+
+
+@pytest.mark.parametrize(("receive_count", "recorded"), [(1, False), (5, True)])
+def test_a_pipeline_fault_on_the_last_delivery_still_leaves_a_record(
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch, receive_count: int, recorded: bool
+) -> None:
+    from botocore.exceptions import ClientError
+
+    from nanobanana.ledger import Ledger
+
+    def throttled(*_: Any, **__: Any) -> None:
+        raise ClientError({"Error": {"Code": "ThrottlingException", "Message": "slow down"}}, "PutItem")
+
+    monkeypatch.setattr(Ledger, "claim", throttled)
+    pipeline.send_job({"id": "unlucky", "prompt": "never reaches the gateway"})
+    (record,) = pipeline.receive(pipeline.jobs_queue)
+    record["attributes"]["ApproximateReceiveCount"] = str(receive_count)
+    response = pipeline.invoke(pipeline.generate, [record])
+    assert response == {"batchItemFailures": [{"itemIdentifier": record["messageId"]}]}
+    assert pipeline.gateway.requests == []
+    if recorded:
+        error = pipeline.result("sqs", "unlucky")["error"]
+        assert error["type"] == "server_error"
+        assert "ClientError" in error["message"]
+    else:
+        assert pipeline.keys("outputs/sqs/") == []
