@@ -51,6 +51,12 @@ def extension_of(key: str) -> str:
     return ext
 
 
+def check_size(size: int, limit: int) -> None:
+    """A file over the size limit is refused before a byte of it is read."""
+    if size > limit:
+        raise FileError(f"the file is {size} bytes, over the limit of {limit}: split it into smaller files")
+
+
 def decode_lines(chunks: Iterable[bytes]) -> Iterator[tuple[int, str]]:
     """Strict UTF-8 lines (a leading BOM allowed), numbered from 1, line endings removed."""
     for number, raw in enumerate(chunks, start=1):

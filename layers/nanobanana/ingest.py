@@ -20,11 +20,19 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from nanobanana import metrics as names
 from nanobanana.config import Settings
 from nanobanana.errors import InvalidJobError, PipelineError
-from nanobanana.files import PROMPTS_PREFIX, FileError, ParsedLine, batch_name, extension_of, read_jobs
+from nanobanana.files import (
+    PROMPTS_PREFIX,
+    FileError,
+    ParsedLine,
+    batch_name,
+    check_size,
+    extension_of,
+    read_jobs,
+)
 from nanobanana.messages import ORIGIN_ATTRIBUTE, ORIGIN_INGEST, Work, envelope
 from nanobanana.observability import count, logger
 from nanobanana.results import record
-from nanobanana.storage import Storage, output_key
+from nanobanana.storage import INGEST_ERROR_FILE, Storage, output_key
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
@@ -86,15 +94,12 @@ class Ingestor:
             if not upload.key.startswith(PROMPTS_PREFIX):
                 raise FileError(f"{upload.key} is not under {PROMPTS_PREFIX}")
             extension = extension_of(upload.key)
-            if upload.size > self.settings.max_file_bytes:
-                raise FileError(
-                    f"the file is {upload.size} bytes, over the limit of {self.settings.max_file_bytes}"
-                )
+            check_size(upload.size, self.settings.max_file_bytes)
             total = sum(1 for _ in self._jobs(upload, extension))
         except FileError as exc:
             error = InvalidJobError("", str(exc))
             self.storage.put_json(
-                output_key(upload.batch, "_ingest_error.json"),
+                output_key(upload.batch, INGEST_ERROR_FILE),
                 {"batch": upload.batch, "source": source, "upload": upload_id, "error": error.to_record()},
             )
             logger.warning("prompt file rejected", extra={"key": upload.key, "reason": str(exc)})

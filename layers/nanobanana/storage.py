@@ -22,6 +22,8 @@ if TYPE_CHECKING:
 
 OUTPUTS_PREFIX = "outputs/"
 INPUTS_PREFIX = "inputs/"
+#: What a prompt file that cannot be read leaves in its batch folder instead of jobs.
+INGEST_ERROR_FILE = "_ingest_error.json"
 WRITE_ATTEMPTS = 5
 
 

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from nanobanana.files import FileError, ParsedLine, batch_name, extension_of, read_jobs
+from nanobanana.files import FileError, ParsedLine, batch_name, check_size, extension_of, read_jobs
 
 
 def lines(text: str | bytes) -> Iterator[bytes]:
@@ -144,3 +144,9 @@ def test_a_large_file_streams() -> None:
     first = next(jobs)
     assert first.id == "00001" and produced == 1
     assert sum(1 for _ in jobs) == 99_999
+
+
+def test_the_size_limit_is_checked_before_reading() -> None:
+    check_size(100, 100)
+    with pytest.raises(FileError, match="101 bytes, over the limit of 100"):
+        check_size(101, 100)

@@ -22,16 +22,15 @@ from moto import mock_aws
 from tqdm import tqdm
 
 from nanobanana.config import Settings
-from nanobanana.files import FileError, extension_of, read_jobs
+from nanobanana.files import PROMPTS_PREFIX, FileError, check_size, extension_of, read_jobs
 from nanobanana.local.gallery import write_gallery
-from nanobanana.local.report import OUTPUTS_PREFIX, format_report, load_results, summarize, summary_line
+from nanobanana.local.report import format_report, load_results, summarize, summary_line
 from nanobanana.local.runner import EventSourceMapping, drain, preserved_environ, queue_depth
 from nanobanana.local.stack import LOCAL_ENVIRONMENT, REGION, Stack, provision_template
 from nanobanana.local.standin import StandInGateway
+from nanobanana.storage import INPUTS_PREFIX, OUTPUTS_PREFIX
 
 GENERATE_FUNCTION = "GenerateFunction"
-PROMPTS_PREFIX = "prompts/"
-INPUTS_PREFIX = "inputs/"
 PROBE_TIMEOUT_SECONDS = 3.0
 STANDIN_API_KEY = "local-stand-in-key"
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -112,8 +111,7 @@ def check(files: Sequence[Path], *, price: float) -> int:
     jobs = bad = 0
     for path in files:
         try:
-            if path.stat().st_size > max_bytes:
-                raise FileError(f"the file is over {max_bytes} bytes: split it into smaller files")
+            check_size(path.stat().st_size, max_bytes)
             with path.open("rb") as stream:
                 for parsed in read_jobs(stream, extension_of(path.name), max_jobs=max_jobs):
                     if parsed.error is not None:

@@ -15,10 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from nanobanana.errors import ADVICE, ErrorType
-
-#: The record a prompt file that could not be read leaves in its batch folder.
-INGEST_ERROR_FILE = "_ingest_error.json"
-OUTPUTS_PREFIX = "outputs/"
+from nanobanana.storage import INGEST_ERROR_FILE, OUTPUTS_PREFIX
 
 
 @dataclass(frozen=True)
