@@ -30,7 +30,7 @@ ADVICE: dict[ErrorType, str] = {
     ErrorType.CONTENT_FILTERED: "the model refused or answered without an image; rephrase the prompt",
     ErrorType.BAD_RESPONSE: "the gateway's answer held no readable image; check ApiBaseUrl and the dialect",
     ErrorType.INPUT_ERROR: "an input image is missing, unreadable or too big; fix the job's images",
-    ErrorType.INVALID_JOB: "fix the named field in the job and resubmit it",
+    ErrorType.INVALID_JOB: "fix what the message names (a job's field, or the file) and submit it again",
 }
 
 #: Failures that another attempt may cure.

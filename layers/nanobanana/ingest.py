@@ -19,7 +19,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from nanobanana import metrics as names
 from nanobanana.config import Settings
-from nanobanana.errors import InvalidJobError, PipelineError
+from nanobanana.errors import ErrorType, InvalidJobError, PipelineError
 from nanobanana.files import (
     PROMPTS_PREFIX,
     FileError,
@@ -97,7 +97,7 @@ class Ingestor:
             check_size(upload.size, self.settings.max_file_bytes)
             total = sum(1 for _ in self._jobs(upload, extension))
         except FileError as exc:
-            error = InvalidJobError("", str(exc))
+            error = PipelineError(ErrorType.INVALID_JOB, str(exc))
             self.storage.put_json(
                 output_key(upload.batch, INGEST_ERROR_FILE),
                 {"batch": upload.batch, "source": source, "upload": upload_id, "error": error.to_record()},
