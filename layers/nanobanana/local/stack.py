@@ -302,7 +302,7 @@ def _function(resolver: _Resolver, template: Mapping[str, Any], root: Path, logi
     if len(sources) != 1:
         raise TemplateError(f"{logical_id} must have exactly one SQS event source to run locally")
     source = resolver.resolve(sources[0])
-    name = _physical_name(resolver, props, "FunctionName", logical_id)
+    name = resolver.ref(logical_id)  # named by provision(), before anything could refer to it
     resolved = {key: _env_value(resolver.resolve(value)) for key, value in variables.items()}
     environment = {key: value for key, value in resolved.items() if value is not None}
     timeout = int(resolver.resolve(props.get("Timeout", 3)))
@@ -310,7 +310,7 @@ def _function(resolver: _Resolver, template: Mapping[str, Any], root: Path, logi
     return Function(
         logical_id=logical_id,
         name=name,
-        arn=f"arn:aws:lambda:{REGION}:{ACCOUNT_ID}:function:{name}",
+        arn=resolver.get_att([logical_id, "Arn"]),
         code=root / str(resolver.resolve(props["CodeUri"])),
         handler=str(resolver.resolve(props["Handler"])),
         environment={
