@@ -30,7 +30,6 @@ pasted into the drawing; `https` inputs are not fetched (the stand-in never leav
 from __future__ import annotations
 
 import base64
-import binascii
 import contextlib
 import hashlib
 import json
@@ -50,6 +49,8 @@ from typing import Any, Literal, cast
 
 from PIL import Image
 
+from nanobanana.errors import PipelineError
+from nanobanana.images import decode_base64_image, to_data_url
 from nanobanana.local import drawing
 
 Style = Literal["openrouter", "newapi", "parts", "raw", "url"]
@@ -62,7 +63,6 @@ IMAGE_PATH = re.compile(r"^/images/([0-9a-f]{32}\.png)$")
 DIRECTIVE = re.compile(
     r"\[\[(status|flaky|quota|refuse|text|hang|reset|truncate)(?::(\d+(?:\.\d+)?))?(?::(\d+(?:\.\d+)?))?\]\]"
 )
-DATA_URL = re.compile(r"^data:image/[\w.+-]+;base64,(.*)$", re.DOTALL)
 #: new-api's `code` for an error status, so its bodies look like a reseller's.
 NEWAPI_CODES: dict[int, str] = {
     400: "invalid_request",
@@ -140,10 +140,9 @@ def input_images(body: Json) -> list[Image.Image]:
             url = str(image_url.get("url", "") if isinstance(image_url, dict) else image_url)
             if url.startswith(("http://", "https://")):
                 continue
-            match = DATA_URL.match(url)
             try:
-                data = base64.b64decode(match.group(1) if match else url, validate=True)
-            except (binascii.Error, ValueError) as exc:
+                data = decode_base64_image(url)  # the client's own reading of data URLs and raw base64
+            except PipelineError as exc:
                 raise ValueError("an image_url part is neither a data URL nor base64") from exc
             image = drawing.decode_input(data)
             if image is None:
@@ -499,11 +498,10 @@ class StandInGateway:
 
     def _image_url(self, png: bytes) -> str:
         """How this style carries an image: data URL, raw base64, or a URL this server serves."""
-        encoded = base64.b64encode(png).decode()
         if self.style == "raw":
-            return encoded
+            return base64.b64encode(png).decode()
         if self.style != "url":
-            return f"data:image/png;base64,{encoded}"
+            return to_data_url(png)
         name = f"{hashlib.sha256(png).hexdigest()[:32]}.png"
         with self._lock:
             self._images[name] = png
