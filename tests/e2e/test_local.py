@@ -90,6 +90,7 @@ def test_failed_jobs_exit_1_and_are_explained(tmp_path: Path, capsys: pytest.Cap
     gallery = (out / "index.html").read_text()
     assert "a &lt;b&gt;cat&lt;/b&gt;" in gallery and "<b>cat</b>" not in gallery
     assert "content_filtered" in gallery
+    assert "<b>content_filtered</b> 1 · fix: the model refused" in gallery  # the report's errors, on top
 
 
 def test_an_unreadable_file_counts_as_a_failure(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -10,7 +10,7 @@ from html import escape
 from pathlib import Path
 from urllib.parse import quote
 
-from nanobanana.local.report import Result, Summary, human_bytes, milliseconds
+from nanobanana.local.report import Result, Summary, advice, human_bytes, milliseconds, retry_causes
 
 GALLERY_FILE = "index.html"
 
@@ -25,12 +25,14 @@ table.totals{border-collapse:collapse;margin-bottom:1rem}
 .job img{width:100%;height:auto;border-radius:4px;display:block}
 .job.failed{border-color:#d33}
 .error{background:#fee;color:#900;padding:.4rem;border-radius:4px;white-space:pre-wrap}
-.prompt{margin:.4rem 0;white-space:pre-wrap}.meta{color:#666;font-size:12px}
+.errors{color:#900}.prompt{margin:.4rem 0;white-space:pre-wrap}.meta{color:#666;font-size:12px}
 .succeeded .status{color:#070}.failed .status{color:#c00}
 """
 
 
 def _totals_table(summary: Summary) -> str:
+    total_retries = sum(summary.retries.values())
+    retries = f" · retries {total_retries} ({escape(retry_causes(summary))})" if total_retries else ""
     rows = [("all batches", summary.totals), *summary.batches.items()]
     body = "".join(
         f"<tr><td>{escape(name)}</td><td>{totals.jobs}</td><td>{totals.succeeded}</td>"
@@ -44,8 +46,21 @@ def _totals_table(summary: Summary) -> str:
         f"{escape(milliseconds(summary.latency_p50_ms))}, p90 {escape(milliseconds(summary.latency_p90_ms))}"
         f" · {summary.images} images ({escape(human_bytes(summary.image_bytes))})"
         + (f" · {summary.dead_letters} dead-lettered message(s)" if summary.dead_letters else "")
+        + retries
         + "</p>"
+        + _errors_list(summary)
     )
+
+
+def _errors_list(summary: Summary) -> str:
+    """Errors by type, each with its fix: the report's list, on top of the page."""
+    items = "".join(
+        f"<li><b>{escape(error_type)}</b> {count}"
+        + (f" · fix: {escape(fix)}" if (fix := advice(error_type)) else "")
+        + "</li>"
+        for error_type, count in summary.errors.items()
+    )
+    return f'<ul class="errors">{items}</ul>' if items else ""
 
 
 def _job_card(result: Result) -> str:

@@ -163,6 +163,11 @@ def milliseconds(value: float | None) -> str:
     return "-" if value is None else f"{value:,.0f} ms"
 
 
+def retry_causes(summary: Summary) -> str:
+    """`rate_limited 3, server_error 1`: what the retries of the run were for."""
+    return ", ".join(f"{cause} {count}" for cause, count in summary.retries.items())
+
+
 def summary_line(summary: Summary) -> str:
     return f"{summary.succeeded} succeeded, {summary.failed} failed"
 
@@ -179,8 +184,7 @@ def format_report(summary: Summary) -> str:
         f"est. cost     ${summary.totals.cost_usd:.4f}",
     ]
     if summary.retries:
-        causes = ", ".join(f"{cause} {count}" for cause, count in summary.retries.items())
-        lines.append(f"retries       {sum(summary.retries.values())}   ({causes})")
+        lines.append(f"retries       {sum(summary.retries.values())}   ({retry_causes(summary)})")
     if summary.dead_letters:
         lines.append(f"dead letters  {summary.dead_letters} message(s) moved to a dead-letter queue")
     if summary.errors:
