@@ -148,3 +148,14 @@ def test_the_installed_console_script(tmp_path: Path) -> None:
     assert {p.name for p in (out / "cats").glob("*.json")} == {"00002.json", "00003.json", "00005.json"}
     bad = subprocess.run([str(script), "local", "--nope"], capture_output=True, text=True, check=False)
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_retries_by_cause_in_the_report_and_the_gallery(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    prompts = tmp_path / "flaky.txt"
+    prompts.write_text("a flaky cat [[flaky:1:0]]\n")
+    out = tmp_path / "out"
+    assert main(["local", str(prompts), "--out", str(out)]) == 0
+    assert "retries       1   (server_error 1)" in capsys.readouterr().out
+    assert "retries 1 (server_error 1)" in (out / "index.html").read_text()
