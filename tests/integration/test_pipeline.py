@@ -55,7 +55,8 @@ def test_every_format_and_direct_messages(pipeline: Pipeline) -> None:
     assert pipeline.results("c")["00001"]["status"] == "succeeded"
     poster = pipeline.results("posters")["direct-1"]
     assert poster["metadata"] == {"n": 1}
-    assert poster["source"]["queue"].endswith("JobsQueue") or "message_id" in poster["source"]
+    assert poster["source"]["queue"] == pipeline.jobs_queue.rsplit("/", 1)[-1]
+    assert set(poster["source"]) == {"queue", "message_id"}
     (anonymous,) = pipeline.results("sqs").values()
     assert anonymous["id"] == anonymous["source"]["message_id"]
     sent = {json.dumps(r.get("messages")) for r in pipeline.gateway.requests}
