@@ -115,8 +115,8 @@ class Ingestor:
         return {"batch": upload.batch, "enqueued": enqueued, "invalid": invalid, "error": None}
 
     def _jobs(self, upload: Upload, extension: str) -> Iterator[ParsedLine]:
-        opened = self.storage.open_lines(upload.key, upload.version)
-        return read_jobs(opened.lines, extension, max_jobs=self.settings.max_jobs_per_file)
+        lines = self.storage.open_lines(upload.key, upload.version)
+        return read_jobs(lines, extension, max_jobs=self.settings.max_jobs_per_file)
 
     def _enqueue(
         self, lines: Iterable[ParsedLine], upload: Upload, upload_id: str, total: int

@@ -10,7 +10,6 @@ import json
 import random
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -27,15 +26,6 @@ INGEST_ERROR_FILE = "_ingest_error.json"
 WRITE_ATTEMPTS = 5
 
 
-@dataclass(frozen=True)
-class OpenedObject:
-    """A prompt file opened for streaming, and the identity of this upload of it."""
-
-    lines: Iterator[bytes]
-    size: int
-    version: str
-
-
 class Storage:
     """The pipeline's bucket: prompts/ and inputs/ are read, outputs/ is written."""
 
@@ -43,12 +33,12 @@ class Storage:
         self.s3 = s3
         self.bucket = bucket
 
-    def open_lines(self, key: str, version_id: str | None = None) -> OpenedObject:
+    def open_lines(self, key: str, version_id: str | None = None) -> Iterator[bytes]:
         """Stream a prompt file line by line (never whole), pinned to the event's version when known."""
         extra = {"VersionId": version_id} if version_id else {}
         response = self.s3.get_object(Bucket=self.bucket, Key=key, **extra)  # type: ignore[arg-type]
-        version = response.get("VersionId") or response["ETag"].strip('"')
-        return OpenedObject(response["Body"].iter_lines(keepends=True), response["ContentLength"], version)
+        lines: Iterator[bytes] = response["Body"].iter_lines(keepends=True)
+        return lines
 
     def version_of(self, key: str) -> str:
         """The current upload of a key: its version id in a versioned bucket, else its etag."""
