@@ -122,9 +122,7 @@ class Pipeline:
                 {
                     "Id": entry["Id"],
                     "MessageId": str(uuid.uuid4()),
-                    "MD5OfMessageBody": hashlib.md5(
-                        entry["MessageBody"].encode(), usedforsecurity=False
-                    ).hexdigest(),
+                    "MD5OfMessageBody": _md5(entry["MessageBody"]),
                 }
                 for entry in entries
             ]
