@@ -28,6 +28,7 @@ from nanobanana.local.runner import (
 )
 from nanobanana.local.stack import REGION, Function, Stack
 from nanobanana.local.standin import StandInGateway
+from nanobanana.storage import INGEST_ERROR_FILE, output_key
 
 
 @dataclass
@@ -150,17 +151,18 @@ class Pipeline:
         return sorted(item["Key"] for page in pages for item in page.get("Contents", []))
 
     def result(self, batch: str, job_id: str) -> dict[str, Any]:
-        body = self.s3.get_object(Bucket=self.stack.bucket, Key=f"outputs/{batch}/{job_id}.json")[
-            "Body"
-        ].read()
+        key = output_key(batch, f"{job_id}.json")
+        body = self.s3.get_object(Bucket=self.stack.bucket, Key=key)["Body"].read()
         record: dict[str, Any] = json.loads(body)
         return record
 
     def results(self, batch: str) -> dict[str, dict[str, Any]]:
-        names = [k for k in self.keys(f"outputs/{batch}/") if k.endswith(".json") and "/_" not in k]
+        """The batch's result records by job id (its own folder only, without _ingest_error.json)."""
+        folder = output_key(batch, "")
+        names = [key.removeprefix(folder) for key in self.keys(folder)]
+        job_ids = [n.removesuffix(".json") for n in names if n.endswith(".json") and "/" not in n]
         return {
-            k.rsplit("/", 1)[1].removesuffix(".json"): self.result(batch, k.rsplit("/", 1)[1][:-5])
-            for k in names
+            job_id: self.result(batch, job_id) for job_id in job_ids if f"{job_id}.json" != INGEST_ERROR_FILE
         }
 
 
