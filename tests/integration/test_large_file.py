@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from .conftest import Pipeline
+from nanobanana.local.harness import Pipeline
 
 LINES = 100_000
 

@@ -19,12 +19,11 @@ from moto import mock_aws
 from moto.sqs.models import sqs_backends
 
 from nanobanana import metrics as names
+from nanobanana.local.harness import Pipeline
 from nanobanana.local.runner import preserved_environ
 from nanobanana.local.stack import ACCOUNT_ID, LOCAL_ENVIRONMENT, REGION, provision_template
 from nanobanana.local.standin import Fault, StandInGateway
 from nanobanana.observability import logger
-
-from .conftest import Pipeline
 
 SERVICE = "nanobanana"
 COLD_START = "ColdStart"

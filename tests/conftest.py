@@ -1,7 +1,7 @@
 """The stack of template.yaml in moto, wired to the stand-in gateway, with the runner's Lambda plumbing.
 
-Tests either drain the queues through the real handlers (as `nanobanana local` does) or invoke a handler
-on records they received themselves, to look at one invocation's answer.
+Integration and end-to-end tests either drain the queues through the real handlers (as `nanobanana local`
+does) or invoke a handler on records they received themselves, to look at one invocation's answer.
 """
 
 from __future__ import annotations
@@ -16,8 +16,6 @@ from nanobanana.local.harness import Pipeline
 from nanobanana.local.runner import preserved_environ
 from nanobanana.local.stack import LOCAL_ENVIRONMENT, provision_template
 from nanobanana.local.standin import StandInGateway
-
-__all__ = ["API_KEY", "Pipeline"]
 
 API_KEY = "sk-test-integration-0123456789"
 
