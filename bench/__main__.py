@@ -24,11 +24,8 @@ from multiprocessing.synchronize import Event
 from pathlib import Path
 from typing import Any
 
-from moto import mock_aws
-
-from nanobanana.local.harness import Pipeline
-from nanobanana.local.runner import LambdaContext, load_handler, preserved_environ
-from nanobanana.local.stack import LOCAL_ENVIRONMENT, provision_template
+from nanobanana.local.harness import local_pipeline
+from nanobanana.local.runner import LambdaContext, load_handler
 from nanobanana.local.standin import StandInGateway
 
 API_KEY = "sk-bench"
@@ -37,14 +34,6 @@ BATCH = 10
 INGEST_LINES = 10_000
 #: warm invocations after the cold one; the ratio is their median's
 WARM_RUNS = 3
-
-
-@contextmanager
-def local_pipeline(base_url: str) -> Iterator[Pipeline]:
-    with preserved_environ():
-        os.environ.update(LOCAL_ENVIRONMENT)
-        with mock_aws():
-            yield Pipeline(provision_template({"ApiBaseUrl": base_url}, API_KEY), None)
 
 
 def _serve(latency: float, address: Queue[str], stop: Event) -> None:
@@ -70,7 +59,7 @@ def remote_standin(latency: float) -> Iterator[str]:
 def bench_generate() -> dict[str, Any]:
     """A cold invocation (module import excluded), then warm ones, as Lambda reuses its environments."""
     walls = []
-    with remote_standin(LATENCY_SECONDS) as base_url, local_pipeline(base_url) as pipeline:
+    with remote_standin(LATENCY_SECONDS) as base_url, local_pipeline(base_url, API_KEY) as pipeline:
         # as in Lambda, where the runtime sets it: Powertools then keeps one event loop per environment
         os.environ["LAMBDA_TASK_ROOT"] = str(pipeline.generate.code)
         handler = load_handler(pipeline.generate, "bench")
@@ -101,7 +90,10 @@ def bench_generate() -> dict[str, Any]:
 
 def bench_ingest() -> dict[str, Any]:
     """SQS calls and peak Python memory of one ingest invocation (its cold start excluded)."""
-    with StandInGateway(api_key=API_KEY) as gateway, local_pipeline(gateway.base_url) as pipeline:
+    with (
+        StandInGateway(api_key=API_KEY) as gateway,
+        local_pipeline(gateway.base_url, API_KEY, gateway) as pipeline,
+    ):
         pipeline.run()  # the notification's test event
         body = "".join(f"a banana in style number {n}\n" for n in range(INGEST_LINES))
         pipeline.put("prompts/bench.txt", body)

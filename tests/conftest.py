@@ -6,15 +6,11 @@ does) or invoke a handler on records they received themselves, to look at one in
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 
 import pytest
-from moto import mock_aws
 
-from nanobanana.local.harness import Pipeline
-from nanobanana.local.runner import preserved_environ
-from nanobanana.local.stack import LOCAL_ENVIRONMENT, provision_template
+from nanobanana.local.harness import Pipeline, local_pipeline
 from nanobanana.local.standin import StandInGateway
 
 API_KEY = "sk-test-integration-0123456789"
@@ -28,10 +24,8 @@ def gateway() -> Iterator[StandInGateway]:
 
 @pytest.fixture
 def pipeline(gateway: StandInGateway) -> Iterator[Pipeline]:
-    with preserved_environ():
-        os.environ.update(LOCAL_ENVIRONMENT)
-        with mock_aws():
-            yield Pipeline(provision_template({"ApiBaseUrl": gateway.base_url}, API_KEY), gateway)
+    with local_pipeline(gateway.base_url, API_KEY, gateway) as stack:
+        yield stack
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import sys
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -15,13 +14,11 @@ from typing import Any
 import boto3
 import pytest
 from aws_lambda_powertools.metrics.provider import cold_start
-from moto import mock_aws
 from moto.sqs.models import sqs_backends
 
 from nanobanana import metrics as names
-from nanobanana.local.harness import Pipeline
-from nanobanana.local.runner import preserved_environ
-from nanobanana.local.stack import ACCOUNT_ID, LOCAL_ENVIRONMENT, REGION, provision_template
+from nanobanana.local.harness import Pipeline, local_pipeline
+from nanobanana.local.stack import ACCOUNT_ID, REGION
 from nanobanana.local.standin import Fault, StandInGateway
 from nanobanana.observability import logger
 
@@ -289,10 +286,11 @@ CANARY = "nbk-canary-5f1d2e9a7c3b4086"
 @pytest.fixture
 def canary_pipeline() -> Iterator[Pipeline]:
     """The stack with CANARY as its key (in the secret, and required by the stand-in gateway)."""
-    with StandInGateway(api_key=CANARY) as standin, preserved_environ():
-        os.environ.update(LOCAL_ENVIRONMENT)
-        with mock_aws():
-            yield Pipeline(provision_template({"ApiBaseUrl": standin.base_url}, CANARY), standin)
+    with (
+        StandInGateway(api_key=CANARY) as standin,
+        local_pipeline(standin.base_url, CANARY, standin) as stack,
+    ):
+        yield stack
 
 
 def stored_text(pipeline: Pipeline) -> str:

@@ -1,13 +1,14 @@
 """A local stack to drive by hand: the template's resources in moto, the real handlers, a gateway.
 
-Tests and benchmarks use it to put prompt files, send jobs, drain the queues as the event-source mappings
-would, or invoke one handler on records they took off a queue themselves. Call inside `moto.mock_aws()`.
+Tests and benchmarks provision it with `local_pipeline`, then put prompt files, send jobs, drain the
+queues as the event-source mappings would, or invoke one handler on records they took off a queue.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -17,16 +18,18 @@ from typing import Any, cast
 
 import boto3
 from botocore.awsrequest import AWSResponse, HTTPHeaders
+from moto import mock_aws
 
 from nanobanana.local.runner import (
     EventSourceMapping,
     LambdaContext,
     drain,
     load_handler,
+    preserved_environ,
     queue_depth,
     sqs_record,
 )
-from nanobanana.local.stack import REGION, Function, Stack
+from nanobanana.local.stack import LOCAL_ENVIRONMENT, REGION, Function, Stack, provision_template
 from nanobanana.local.standin import StandInGateway
 from nanobanana.storage import INGEST_ERROR_FILE, output_key
 
@@ -168,3 +171,13 @@ class Pipeline:
 
 def _md5(text: str) -> str:
     return hashlib.md5(text.encode(), usedforsecurity=False).hexdigest()
+
+
+@contextmanager
+def local_pipeline(base_url: str, api_key: str, gateway: StandInGateway | None = None) -> Iterator[Pipeline]:
+    """The template's stack in moto, its functions calling `base_url` with `api_key` (the secret's value);
+    `gateway` is the stand-in serving it, when it runs in this process."""
+    with preserved_environ():
+        os.environ.update(LOCAL_ENVIRONMENT)
+        with mock_aws():
+            yield Pipeline(provision_template({"ApiBaseUrl": base_url}, api_key), gateway)
