@@ -24,9 +24,9 @@ from multiprocessing.synchronize import Event
 from pathlib import Path
 from typing import Any
 
-from nanobanana.local.harness import local_pipeline
-from nanobanana.local.runner import LambdaContext, load_handler
-from nanobanana.local.standin import StandInGateway
+from nanobanana_cli.harness import local_pipeline
+from nanobanana_cli.runner import LambdaContext, load_handler
+from nanobanana_cli.standin import StandInGateway
 
 API_KEY = "sk-bench"
 LATENCY_SECONDS = 1.0

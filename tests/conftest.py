@@ -10,8 +10,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from nanobanana.local.harness import Pipeline, local_pipeline
-from nanobanana.local.standin import StandInGateway
+from nanobanana_cli.harness import Pipeline, local_pipeline
+from nanobanana_cli.standin import StandInGateway
 
 API_KEY = "sk-test-integration-0123456789"
 

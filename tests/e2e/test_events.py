@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from nanobanana.local.harness import Pipeline
+from nanobanana_cli.harness import Pipeline
 
 ROOT = Path(__file__).resolve().parents[2]
 

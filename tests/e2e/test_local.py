@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from nanobanana.local.cli import main
+from nanobanana_cli.cli import main
 
 SAMPLES = Path(__file__).resolve().parents[2] / "samplefiles"
 

@@ -11,9 +11,9 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from nanobanana.local import runner
-from nanobanana.local.runner import EventSourceMapping, drain, preserved_environ, queue_depth, sqs_record
-from nanobanana.local.stack import LOCAL_ENVIRONMENT, REGION, Function, Queue
+from nanobanana_cli import runner
+from nanobanana_cli.runner import EventSourceMapping, drain, preserved_environ, queue_depth, sqs_record
+from nanobanana_cli.stack import LOCAL_ENVIRONMENT, REGION, Function, Queue
 
 HANDLER = """
 import json, os

@@ -23,7 +23,7 @@ import pytest
 from nanobanana import metrics
 from nanobanana.errors import ADVICE, RETRYABLE, ErrorType
 from nanobanana.jobs import AspectRatio, ImageSize, JobSpec
-from nanobanana.local.template import load_template
+from nanobanana_cli.template import load_template
 
 REPO = Path(__file__).resolve().parents[2]
 README = REPO / "README.md"

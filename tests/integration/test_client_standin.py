@@ -17,8 +17,8 @@ from nanobanana.client import Failure, GatewayClient, GatewayConfig, InputImage,
 from nanobanana.config import Dialect
 from nanobanana.errors import ErrorType
 from nanobanana.jobs import parse_job
-from nanobanana.local.standin import QUOTA_FAULT, Fault, StandInGateway, Style
 from nanobanana.retry import Deadline, SystemClock
+from nanobanana_cli.standin import QUOTA_FAULT, Fault, StandInGateway, Style
 
 KEY = "sk-standin-integration"
 STYLES: tuple[Style, ...] = ("openrouter", "newapi", "parts", "raw", "url")

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from nanobanana.local.harness import Pipeline
+from nanobanana_cli.harness import Pipeline
 
 LINES = 100_000
 

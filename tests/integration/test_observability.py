@@ -17,10 +17,10 @@ from aws_lambda_powertools.metrics.provider import cold_start
 from moto.sqs.models import sqs_backends
 
 from nanobanana import metrics as names
-from nanobanana.local.harness import Pipeline, local_pipeline
-from nanobanana.local.stack import ACCOUNT_ID, REGION
-from nanobanana.local.standin import Fault, StandInGateway
 from nanobanana.observability import logger
+from nanobanana_cli.harness import Pipeline, local_pipeline
+from nanobanana_cli.stack import ACCOUNT_ID, REGION
+from nanobanana_cli.standin import Fault, StandInGateway
 
 SERVICE = "nanobanana"
 COLD_START = "ColdStart"

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from nanobanana.local.harness import Pipeline
 from nanobanana.storage import Storage
+from nanobanana_cli.harness import Pipeline
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

@@ -16,7 +16,7 @@ import httpx
 import pytest
 from PIL import Image
 
-from nanobanana.local.standin import QUOTA_FAULT, Fault, StandInGateway, Style
+from nanobanana_cli.standin import QUOTA_FAULT, Fault, StandInGateway, Style
 
 STYLES: tuple[Style, ...] = ("openrouter", "newapi", "parts", "raw", "url")
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

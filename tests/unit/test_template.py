@@ -16,7 +16,7 @@ import pytest
 
 from nanobanana import metrics
 from nanobanana.config import ENVIRONMENT, Dialect, Settings
-from nanobanana.local.template import function_properties, load_template
+from nanobanana_cli.template import function_properties, load_template
 
 ROOT = Path(__file__).resolve().parents[2]
 FUNCTIONS = ("IngestFunction", "GenerateFunction")

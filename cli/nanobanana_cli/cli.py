@@ -23,12 +23,12 @@ from tqdm import tqdm
 
 from nanobanana.config import Settings
 from nanobanana.files import PROMPTS_PREFIX, FileError, check_size, extension_of, read_jobs
-from nanobanana.local.gallery import write_gallery
-from nanobanana.local.report import format_report, load_results, summarize, summary_line
-from nanobanana.local.runner import EventSourceMapping, drain, preserved_environ, queue_depth
-from nanobanana.local.stack import LOCAL_ENVIRONMENT, REGION, Stack, provision_template
-from nanobanana.local.standin import StandInGateway
 from nanobanana.storage import INPUTS_PREFIX, OUTPUTS_PREFIX
+from nanobanana_cli.gallery import write_gallery
+from nanobanana_cli.report import format_report, load_results, summarize, summary_line
+from nanobanana_cli.runner import EventSourceMapping, drain, preserved_environ, queue_depth
+from nanobanana_cli.stack import LOCAL_ENVIRONMENT, REGION, Stack, provision_template
+from nanobanana_cli.standin import StandInGateway
 
 GENERATE_FUNCTION = "GenerateFunction"
 PROBE_TIMEOUT_SECONDS = 3.0

@@ -10,7 +10,7 @@ from html import escape
 from pathlib import Path
 from urllib.parse import quote
 
-from nanobanana.local.report import Result, Summary, advice, human_bytes, milliseconds, retry_causes
+from nanobanana_cli.report import Result, Summary, advice, human_bytes, milliseconds, retry_causes
 
 GALLERY_FILE = "index.html"
 

@@ -51,7 +51,7 @@ from PIL import Image
 
 from nanobanana.errors import PipelineError
 from nanobanana.images import decode_base64_image, to_data_url
-from nanobanana.local import drawing
+from nanobanana_cli import drawing
 
 Style = Literal["openrouter", "newapi", "parts", "raw", "url"]
 FaultKind = Literal["status", "hang", "reset", "truncate", "refuse", "text"]

@@ -25,7 +25,7 @@ from typing import Any
 import boto3
 from moto.sqs.models import sqs_backends
 
-from nanobanana.local.stack import ACCOUNT_ID, REGION, Function, Queue
+from nanobanana_cli.stack import ACCOUNT_ID, REGION, Function, Queue
 
 #: Locally, a failed message the handler did not delay is retried after this many seconds instead of
 #: the queue's VisibilityTimeout (minutes), so that a local run does not sit idle.

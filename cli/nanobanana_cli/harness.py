@@ -20,7 +20,8 @@ import boto3
 from botocore.awsrequest import AWSResponse, HTTPHeaders
 from moto import mock_aws
 
-from nanobanana.local.runner import (
+from nanobanana.storage import INGEST_ERROR_FILE, output_key
+from nanobanana_cli.runner import (
     EventSourceMapping,
     LambdaContext,
     drain,
@@ -29,9 +30,8 @@ from nanobanana.local.runner import (
     queue_depth,
     sqs_record,
 )
-from nanobanana.local.stack import LOCAL_ENVIRONMENT, REGION, Function, Stack, provision_template
-from nanobanana.local.standin import StandInGateway
-from nanobanana.storage import INGEST_ERROR_FILE, output_key
+from nanobanana_cli.stack import LOCAL_ENVIRONMENT, REGION, Function, Stack, provision_template
+from nanobanana_cli.standin import StandInGateway
 
 
 @dataclass

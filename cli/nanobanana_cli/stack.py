@@ -16,10 +16,10 @@ from typing import Any
 
 import boto3
 
-from nanobanana.local.template import function_properties, load_template
+from nanobanana_cli.template import function_properties, load_template
 
 #: The repository's template (the package is installed editable from the repository).
-TEMPLATE = Path(__file__).resolve().parents[3] / "template.yaml"
+TEMPLATE = Path(__file__).resolve().parents[2] / "template.yaml"
 #: moto's account; the region is the runner's.
 ACCOUNT_ID = "123456789012"
 REGION = "us-east-1"
