@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from nanobanana.bodies import ACCEPT_ENCODING, iter_body, read_body
 from nanobanana.config import Dialect
 from nanobanana.dialects import build_request, resolve_dialect
 from nanobanana.errors import ErrorType, PipelineError
@@ -38,6 +39,8 @@ __all__ = [
 ]
 
 DEFAULT_MODEL = "gemini-2.5-flash-image-preview"
+#: What is read of an error answer (the rest is dropped unread).
+MAX_ERROR_BODY = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -56,6 +59,8 @@ class GatewayConfig:
     backoff_base: float = 1.0
     backoff_cap: float = 30.0
     max_download_bytes: int = 20 * 1024 * 1024
+    #: The answer's body, before and after decompression (a 4K image is about 20 MB in base64).
+    max_answer_bytes: int = 32 * 1024 * 1024
     download_timeout: float = 30.0
     max_concurrency: int = 16
     #: Below this many seconds left, another attempt is not worth starting (image calls take seconds).
@@ -128,7 +133,7 @@ class GatewayClient:
             limits=httpx.Limits(
                 max_connections=config.max_concurrency, max_keepalive_connections=config.max_concurrency
             ),
-            headers={"User-Agent": "nanobanana-pipeline"},
+            headers={"User-Agent": "nanobanana-pipeline", "Accept-Encoding": ACCEPT_ENCODING},
         )
         self._slots = asyncio.Semaphore(config.max_concurrency)
 
@@ -205,16 +210,16 @@ class GatewayClient:
                         headers={**self._auth, "Content-Type": "application/json"},
                         timeout=self._timeouts(min(self._config.read_timeout, budget)),
                     ) as response:
-                        await _read_body(response)
-                    if not response.is_success:
-                        raise classify_http_error(
-                            response.status_code,
-                            response.content,
-                            response.headers,
-                            now=self._clock.time(),
-                            secrets=self._secrets,
-                        )
-                    answer = parse_response(_json(response), secrets=self._secrets)
+                        if not response.is_success:
+                            raise classify_http_error(
+                                response.status_code,
+                                await _error_body(response),
+                                response.headers,
+                                now=self._clock.time(),
+                                secrets=self._secrets,
+                            )
+                        payload = await self._read_answer(response)
+                    answer = parse_response(payload, secrets=self._secrets)
                     images = list(answer.images)
                     for url in answer.urls:
                         images.append(await self._download(url, deadline))
@@ -242,15 +247,7 @@ class GatewayClient:
                     raise PipelineError(
                         ErrorType.BAD_RESPONSE, f"the image at {shown} answered HTTP {response.status_code}"
                     )
-                too_big = PipelineError(ErrorType.BAD_RESPONSE, f"the image at {shown} is over {cap} bytes")
-                declared = response.headers.get("content-length", "")
-                if declared.isdigit() and int(declared) > cap:
-                    raise too_big
-                data = bytearray()
-                async for chunk in response.aiter_bytes():
-                    data += chunk
-                    if len(data) > cap:
-                        raise too_big
+                data = await read_body(response, cap, what=f"the image at {shown}")
         except TimeoutError:
             raise PipelineError(ErrorType.TIMEOUT, f"downloading {shown} took over {limit:.0f} s") from None
         except (httpx.InvalidURL, ValueError):
@@ -259,7 +256,19 @@ class GatewayClient:
             ) from None
         except httpx.RequestError as exc:
             raise self._transport_error(exc, f"downloading {shown}") from None
-        return to_image(bytes(data), source=f"the file at {shown}")
+        return to_image(data, source=f"the file at {shown}")
+
+    async def _read_answer(self, response: httpx.Response) -> Any:
+        """The JSON of a successful answer, read within max_answer_bytes. A body cut short is an
+        unreadable answer (paid for, perhaps), not a network failure: it falls under the bounded
+        bad_response retries."""
+        try:
+            body = await read_body(response, self._config.max_answer_bytes, what="the gateway's answer")
+        except (httpx.RemoteProtocolError, httpx.ReadError) as exc:
+            raise PipelineError(
+                ErrorType.BAD_RESPONSE, f"the gateway's answer was cut short ({type(exc).__name__})"
+            ) from None
+        return _json(body, response)
 
     def _transport_error(self, exc: httpx.RequestError, doing: str) -> PipelineError:
         """A network failure as a retryable error, named without the key."""
@@ -276,27 +285,25 @@ class GatewayClient:
         return round((self._clock.monotonic() - start) * 1000)
 
 
-async def _read_body(response: httpx.Response) -> None:
-    """Read the answer; a successful status whose body is then cut short is an unreadable answer (paid
-    for, perhaps), not a network failure: it falls under the bounded bad_response retries."""
+async def _error_body(response: httpx.Response) -> bytes:
+    """The first MAX_ERROR_BODY bytes of an error answer: its status says enough, its words are quoted."""
+    body = bytearray()
     try:
-        await response.aread()
-    except (httpx.RemoteProtocolError, httpx.ReadError) as exc:
-        if not response.is_success:
-            raise
-        raise PipelineError(
-            ErrorType.BAD_RESPONSE, f"the gateway's answer was cut short ({type(exc).__name__})"
-        ) from None
+        async for piece in iter_body(response, MAX_ERROR_BODY, what="the gateway's error body"):
+            body += piece
+    except PipelineError:
+        pass
+    return bytes(body[:MAX_ERROR_BODY])
 
 
-def _json(response: httpx.Response) -> Any:
+def _json(body: bytes, response: httpx.Response) -> Any:
     try:
-        return response.json()
-    except ValueError:
+        return json.loads(body)
+    except (ValueError, RecursionError):
         kind = response.headers.get("content-type", "no content type")
         raise PipelineError(
             ErrorType.BAD_RESPONSE,
-            f"the gateway's answer is not JSON ({kind}, {len(response.content)} bytes, truncated?)",
+            f"the gateway's answer is not JSON ({kind}, {len(body)} bytes, truncated?)",
             status_code=response.status_code,
         ) from None
 
