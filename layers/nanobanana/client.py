@@ -9,10 +9,11 @@ and never into a message.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit
@@ -25,7 +26,8 @@ from nanobanana.dialects import build_request, resolve_dialect
 from nanobanana.errors import ErrorType, PipelineError
 from nanobanana.images import GeneratedImage, InputImage, to_image
 from nanobanana.jobs import Job
-from nanobanana.responses import Answer, classify_http_error, parse_response, redact
+from nanobanana.redaction import redact
+from nanobanana.responses import MAX_IMAGE_BYTES, MAX_IMAGES, Answer, classify_http_error, parse_body
 from nanobanana.retry import Backoff, Clock, Deadline, SystemClock
 
 __all__ = [
@@ -58,9 +60,13 @@ class GatewayConfig:
     max_bad_response_retries: int = 2
     backoff_base: float = 1.0
     backoff_cap: float = 30.0
-    max_download_bytes: int = 20 * 1024 * 1024
     #: The answer's body, before and after decompression (a 4K image is about 20 MB in base64).
     max_answer_bytes: int = 32 * 1024 * 1024
+    #: Distinct images (inline or linked) in one answer, and each image's bytes (inline or downloaded).
+    max_images_per_answer: int = MAX_IMAGES
+    max_image_bytes: int = MAX_IMAGE_BYTES
+    max_downloads_per_answer: int = 4
+    max_download_attempts: int = 3
     download_timeout: float = 30.0
     max_concurrency: int = 16
     #: Below this many seconds left, another attempt is not worth starting (image calls take seconds).
@@ -99,6 +105,8 @@ class Failure:
     latency_ms: int
     retries: list[ErrorType]
     retry_after: float | None
+    #: what the answers that were paid for cost (an answer whose images could not be kept)
+    cost_usd: float = 0.0
 
 
 def chat_completions_url(base_url: str) -> str:
@@ -149,7 +157,13 @@ class GatewayClient:
         await self._http.aclose()
 
     async def generate(self, job: Job, inputs: Sequence[InputImage], deadline: Deadline) -> Success | Failure:
-        """Call the gateway for one job, retrying within the deadline; never raises PipelineError."""
+        """Call the gateway for one job, retrying within the deadline; never raises PipelineError.
+        Whatever comes back is redacted of the key, every field of it."""
+        return self._scrub(await self._generate(job, inputs, deadline))
+
+    async def _generate(
+        self, job: Job, inputs: Sequence[InputImage], deadline: Deadline
+    ) -> Success | Failure:
         config = self._config
         try:
             body = json.dumps(
@@ -165,20 +179,11 @@ class GatewayClient:
         while True:
             start = self._clock.monotonic()
             try:
-                images, answer = await self._attempt(body, deadline)
+                answer = await self._attempt(body, deadline)
             except PipelineError as exc:
                 error = exc
             else:
-                return Success(
-                    images=images,
-                    text=answer.text,
-                    finish_reason=answer.finish_reason,
-                    model=answer.model,
-                    attempts=len(retries) + 1,
-                    latency_ms=self._since(start),
-                    cost_usd=len(images) * config.price_per_image_usd,
-                    retries=retries,
-                )
+                return await self._keep(answer, len(retries) + 1, start, retries, deadline)
             attempts, latency_ms = len(retries) + 1, self._since(start)
             bad_responses += error.type == ErrorType.BAD_RESPONSE
             if error.type == ErrorType.BAD_RESPONSE and bad_responses > config.max_bad_response_retries:
@@ -197,8 +202,96 @@ class GatewayClient:
             retries.append(error.type)
             await self._clock.sleep(wait)
 
-    async def _attempt(self, body: bytes, deadline: Deadline) -> tuple[list[GeneratedImage], Answer]:
-        """One call and the downloads it asks for, all within the deadline; PipelineError on any failure."""
+    async def _keep(
+        self, answer: Answer, attempts: int, start: float, retries: list[ErrorType], deadline: Deadline
+    ) -> Success | Failure:
+        """The answer's images, downloads included. The answer is paid for: whatever fails now fails the
+        job for good (with what was paid in cost_usd), and the gateway is never called again for it."""
+        price = self._config.price_per_image_usd
+        try:
+            images = list(answer.images) + await self._downloads(answer, deadline)
+        except PipelineError as exc:
+            error = PipelineError(
+                exc.type,
+                f"{exc.detail} (the answer was paid for and is not generated again)",
+                status_code=exc.status_code,
+                retryable=False,
+            )
+            return Failure(
+                error,
+                attempts,
+                self._since(start),
+                retries,
+                retry_after=None,
+                cost_usd=answer.paid_images * price,
+            )
+        return Success(
+            images=images,
+            text=answer.text,
+            finish_reason=answer.finish_reason,
+            model=answer.model,
+            attempts=attempts,
+            latency_ms=self._since(start),
+            cost_usd=len(images) * price,
+            retries=retries,
+        )
+
+    async def _downloads(self, answer: Answer, deadline: Deadline) -> list[GeneratedImage]:
+        """The answer's linked images, at most max_downloads_per_answer of them; an image that could not
+        be decoded fails the answer before anything is downloaded."""
+        if answer.broken:
+            raise PipelineError(
+                ErrorType.BAD_RESPONSE, f"the answer's image is unreadable: {answer.broken[0]}"
+            )
+        cap = self._config.max_downloads_per_answer
+        if len(answer.urls) > cap:
+            raise PipelineError(
+                ErrorType.BAD_RESPONSE,
+                f"the answer links {len(answer.urls)} images, more than {cap} to download",
+            )
+        return [await self._download_retrying(url, deadline) for url in answer.urls]
+
+    async def _download_retrying(self, url: str, deadline: Deadline) -> GeneratedImage:
+        """One linked image, its download alone retried (max_download_attempts, backoff within the
+        deadline) when another try may cure it: a timeout, a lost connection, a 408, 429 or 5xx."""
+        for tries in itertools.count(1):
+            try:
+                return await self._download(url, deadline)
+            except PipelineError as exc:
+                again = exc.type in (ErrorType.TIMEOUT, ErrorType.SERVER_ERROR) or (
+                    exc.status_code in (408, 429) or (exc.status_code or 0) >= 500
+                )
+                wait = self._backoff.delay(tries - 1)
+                if (
+                    not again
+                    or tries >= self._config.max_download_attempts
+                    or wait + 1 > deadline.remaining()
+                ):
+                    raise
+                await self._clock.sleep(wait)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _scrub(self, outcome: Success | Failure) -> Success | Failure:
+        """The outcome with every text field, and the error's message, redacted of the key."""
+        texts: dict[str, Any] = {
+            spec.name: redact(value, self._secrets)
+            for spec in fields(outcome)
+            if isinstance(value := getattr(outcome, spec.name), str)
+        }
+        if isinstance(outcome, Failure):
+            error = outcome.error
+            clean = PipelineError(
+                error.type,
+                redact(error.detail, self._secrets),
+                status_code=error.status_code,
+                retryable=error.retryable,
+                retry_after=error.retry_after,
+            )
+            return replace(outcome, error=clean, **texts)
+        return replace(outcome, **texts)
+
+    async def _attempt(self, body: bytes, deadline: Deadline) -> Answer:
+        """One call, within the deadline: its answer (not yet downloaded), or PipelineError."""
         budget = deadline.remaining()
         async with self._slots:
             try:
@@ -218,11 +311,8 @@ class GatewayClient:
                                 now=self._clock.time(),
                                 secrets=self._secrets,
                             )
-                        payload = await self._read_answer(response)
-                    answer = parse_response(payload, secrets=self._secrets)
-                    images = list(answer.images)
-                    for url in answer.urls:
-                        images.append(await self._download(url, deadline))
+                        body = await self._read_answer(response)
+                        kind = response.headers.get("content-type", "")
             except TimeoutError:
                 raise PipelineError(
                     ErrorType.TIMEOUT,
@@ -230,11 +320,17 @@ class GatewayClient:
                 ) from None
             except httpx.RequestError as exc:
                 raise self._transport_error(exc, "calling the gateway") from None
-        return images, answer
+        return parse_body(
+            body,
+            content_type=kind,
+            secrets=self._secrets,
+            max_images=self._config.max_images_per_answer,
+            max_image_bytes=self._config.max_image_bytes,
+        )
 
     async def _download(self, url: str, deadline: Deadline) -> GeneratedImage:
-        """An image the answer linked to, read up to max_download_bytes within download_timeout."""
-        cap = self._config.max_download_bytes
+        """An image the answer linked to, read up to max_image_bytes within download_timeout."""
+        cap = self._config.max_image_bytes
         limit = min(self._config.download_timeout, deadline.remaining())
         shown = _shorten(url)
         try:
@@ -245,7 +341,9 @@ class GatewayClient:
             ):
                 if not response.is_success:
                     raise PipelineError(
-                        ErrorType.BAD_RESPONSE, f"the image at {shown} answered HTTP {response.status_code}"
+                        ErrorType.BAD_RESPONSE,
+                        f"the image at {shown} answered HTTP {response.status_code}",
+                        status_code=response.status_code,
                     )
                 data = await read_body(response, cap, what=f"the image at {shown}")
         except TimeoutError:
@@ -258,8 +356,8 @@ class GatewayClient:
             raise self._transport_error(exc, f"downloading {shown}") from None
         return to_image(data, source=f"the file at {shown}")
 
-    async def _read_answer(self, response: httpx.Response) -> Any:
-        """The JSON of a successful answer, read within max_answer_bytes. A body cut short is an
+    async def _read_answer(self, response: httpx.Response) -> bytes:
+        """The body of a successful answer, read within max_answer_bytes. A body cut short is an
         unreadable answer (paid for, perhaps), not a network failure: it falls under the bounded
         bad_response retries."""
         try:
@@ -268,7 +366,7 @@ class GatewayClient:
             raise PipelineError(
                 ErrorType.BAD_RESPONSE, f"the gateway's answer was cut short ({type(exc).__name__})"
             ) from None
-        return _json(body, response)
+        return body
 
     def _transport_error(self, exc: httpx.RequestError, doing: str) -> PipelineError:
         """A network failure as a retryable error, named without the key."""
@@ -294,18 +392,6 @@ async def _error_body(response: httpx.Response) -> bytes:
     except PipelineError:
         pass
     return bytes(body[:MAX_ERROR_BODY])
-
-
-def _json(body: bytes, response: httpx.Response) -> Any:
-    try:
-        return json.loads(body)
-    except (ValueError, RecursionError):
-        kind = response.headers.get("content-type", "no content type")
-        raise PipelineError(
-            ErrorType.BAD_RESPONSE,
-            f"the gateway's answer is not JSON ({kind}, {len(body)} bytes, truncated?)",
-            status_code=response.status_code,
-        ) from None
 
 
 def _origin(url: str) -> tuple[str, str]:

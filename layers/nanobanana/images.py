@@ -76,12 +76,16 @@ def to_data_url(data: bytes) -> str:
     return f"data:{image.mime};base64,{base64.b64encode(data).decode('ascii')}"
 
 
-def decode_base64_image(value: str) -> bytes:
-    """The bytes of a base64 data URL or of bare base64 (what some gateways send); BAD_RESPONSE if neither.
+def decode_base64_image(value: str, max_bytes: int | None = None) -> bytes:
+    """The bytes of a base64 data URL or of bare base64 (what some gateways send); BAD_RESPONSE if neither,
+    or if it would decode to more than `max_bytes` (checked before decoding).
 
     Whitespace and missing padding are tolerated, as are URL-safe characters: gateways differ in all three.
     """
     text = value.strip()
+    if max_bytes is not None and len(text) // 4 * 3 > max_bytes + 3 + len(text) // 20:
+        # a generous estimate (prefix, line breaks); the exact size is checked after decoding
+        raise PipelineError(ErrorType.BAD_RESPONSE, f"an image over {max_bytes} bytes (MaxImageBytes)")
     if text[:5].lower() == "data:":
         match = _DATA_URL.match(text)
         if match is None:
@@ -99,4 +103,6 @@ def decode_base64_image(value: str) -> bytes:
         ) from None
     if not data:
         raise PipelineError(ErrorType.BAD_RESPONSE, "an empty image")
+    if max_bytes is not None and len(data) > max_bytes:
+        raise PipelineError(ErrorType.BAD_RESPONSE, f"an image over {max_bytes} bytes (MaxImageBytes)")
     return data

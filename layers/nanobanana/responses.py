@@ -15,6 +15,7 @@ from typing import Any
 
 from nanobanana.errors import ErrorType, PipelineError
 from nanobanana.images import GeneratedImage, decode_base64_image, to_image
+from nanobanana.redaction import redact
 from nanobanana.retry import parse_retry_after
 
 #: Finish reasons (lower case) that mean the model declined to draw.
@@ -36,47 +37,81 @@ REFUSALS = frozenset(
 BALANCE_CODES = frozenset({"insufficient_quota", "insufficient_user_quota", "insufficient_balance"})
 #: Words of a 403 that mean "out of money" rather than "not allowed" (new-api answers in Chinese too).
 _BALANCE_WORDS = re.compile(r"quota|balance|credit|额度|余额", re.IGNORECASE)
-#: Credentials that must never reach a result record, whether or not we know the key.
-_CREDENTIALS = re.compile(r"(?i:bearer)\s+[^\s\"',]+|\bsk-[A-Za-z0-9_-]{8,}")
-_MARKDOWN_IMAGE = re.compile(r"!\[[^\]]*\]\(\s*<?((?:data:|https?://)[^)\s>]+)>?[^)]*\)", re.IGNORECASE)
+#: Linear on any text: possessive quantifiers, and no run may cross the `![` of the next candidate
+#: (a failed candidate then costs at most the text up to the next one).
+_MARKDOWN_IMAGE = re.compile(
+    r"!\[[^\[\]]*+\]\(\s*+<?((?:data:|https?://)[^)\s<>\[\]]++)>?(?:\s++\"[^\"\[\]]*+\")?\s*+\)",
+    re.IGNORECASE,
+)
 _BARE_DATA_URL = re.compile(r"data:image/[\w.+-]+;base64,[A-Za-z0-9+/=_-]+", re.IGNORECASE)
 _BARE_URL = re.compile(r"https?://[^\s)\]>\"'<]+", re.IGNORECASE)
 _IMAGE_FILE_URL = re.compile(r"\.(png|jpe?g|webp|gif)(?:[?#]|$)", re.IGNORECASE)
 _SPACE = re.compile(r"\s+")
 _GAPS = re.compile(r"[ \t]{2,}")  # left where an image was taken out of a line
 MAX_DETAIL = 300
+#: The model's words kept in a record (a gateway may send megabytes of text).
+MAX_TEXT = 10_000
+#: Defaults of GatewayConfig's caps (deployment parameters MaxImagesPerAnswer, MaxImageBytes).
+MAX_IMAGES = 10
+MAX_IMAGE_BYTES = 20 * 1024 * 1024
 
 
 @dataclass(frozen=True)
 class Answer:
-    """What the gateway answered: decoded images, image URLs still to download, and its words."""
+    """What the gateway answered: decoded images, image URLs still to download, references to images
+    that could not be decoded (`broken`, why each failed: paid for, but nothing to keep), its words."""
 
     images: tuple[GeneratedImage, ...]
     urls: tuple[str, ...]
     text: str | None
     finish_reason: str | None
     model: str | None
+    broken: tuple[str, ...] = ()
+
+    @property
+    def paid_images(self) -> int:
+        """The images the gateway produced (and charged for), kept or not."""
+        return len(self.images) + len(self.urls) + len(self.broken)
 
 
 @dataclass
 class _Found:
-    """Images and words collected from every place an answer may put them, in order."""
+    """Images and words collected from every place an answer may put them, in order, at most
+    `max_images` distinct references, each image at most `max_image_bytes`."""
 
+    max_images: int
+    max_image_bytes: int
     images: list[GeneratedImage] = field(default_factory=list)
     urls: list[str] = field(default_factory=list)
+    broken: list[str] = field(default_factory=list)
     words: list[str] = field(default_factory=list)
+    seen: set[str] = field(default_factory=set)
+    kept: set[bytes] = field(default_factory=set)
 
     def add(self, ref: Any) -> None:
         """One image reference: a data URL, an http(s) URL or bare base64."""
         if not isinstance(ref, str):
             raise PipelineError(ErrorType.BAD_RESPONSE, f"an image reference that is {type(ref).__name__}")
         ref = ref.strip()
-        if ref[:7].lower() == "http://" or ref[:8].lower() == "https://":
-            if ref not in self.urls:
-                self.urls.append(ref)
+        if ref in self.seen:  # some gateways repeat one image in content and in `images`
             return
-        image = to_image(decode_base64_image(ref))
-        if image not in self.images:  # some gateways repeat one image in content and in `images`
+        if len(self.seen) == self.max_images:
+            raise PipelineError(
+                ErrorType.BAD_RESPONSE,
+                f"the answer holds more than {self.max_images} images (MaxImagesPerAnswer)",
+                retryable=False,
+            )
+        self.seen.add(ref)
+        if ref[:7].lower() == "http://" or ref[:8].lower() == "https://":
+            self.urls.append(ref)
+            return
+        try:
+            image = to_image(decode_base64_image(ref, self.max_image_bytes))
+        except PipelineError as exc:
+            self.broken.append(exc.detail)
+            return
+        if image.data not in self.kept:
+            self.kept.add(image.data)
             self.images.append(image)
 
     def scan(self, text: str) -> None:
@@ -99,9 +134,18 @@ class _Found:
         return take
 
 
-def parse_response(payload: Any, *, secrets: Iterable[str] = ()) -> Answer:
+def parse_response(
+    payload: Any,
+    *,
+    secrets: Iterable[str] = (),
+    max_images: int = MAX_IMAGES,
+    max_image_bytes: int = MAX_IMAGE_BYTES,
+) -> Answer:
     """The images of a chat completion in any of the shapes gateways use, or a PipelineError:
-    BAD_RESPONSE when unreadable, CONTENT_FILTERED when the model answered without an image."""
+    BAD_RESPONSE when unreadable, CONTENT_FILTERED when the model answered without an image.
+
+    Linear in the payload's size; past `max_images` distinct image references it stops (BAD_RESPONSE,
+    not retryable: the same gateway would answer alike and be paid again)."""
     if not isinstance(payload, dict):
         raise PipelineError(
             ErrorType.BAD_RESPONSE, f"the answer is a JSON {type(payload).__name__}, not an object"
@@ -111,7 +155,7 @@ def parse_response(payload: Any, *, secrets: Iterable[str] = ()) -> Answer:
         if "error" in payload:
             raise _body_error(payload["error"], secrets)
         raise PipelineError(ErrorType.BAD_RESPONSE, "the answer has no choices")
-    found = _Found()
+    found = _Found(max_images, max_image_bytes)
     reasons: list[str] = []
     for choice in choices:
         if not isinstance(choice, dict) or not isinstance(choice.get("message"), dict):
@@ -122,25 +166,47 @@ def parse_response(payload: Any, *, secrets: Iterable[str] = ()) -> Answer:
             for key in ("finish_reason", "native_finish_reason")
             if isinstance(choice.get(key), str)
         ]
-        if "error" in choice and not (found.images or found.urls):
+        if "error" in choice and not found.seen:
             raise _body_error(choice["error"], secrets)
     text = redact("\n".join(found.words), secrets) or None
     finish_reason = reasons[0] if reasons else None
     model = payload.get("model")
-    if not (found.images or found.urls):
+    if not found.seen:
         refusal = next((reason for reason in reasons if reason.lower() in REFUSALS), None)
         if refusal is None and text is None:
             raise PipelineError(ErrorType.BAD_RESPONSE, "the answer holds neither an image nor text")
-        said = f": {_clip(redact(text, secrets))}" if text else ""
-        why = f"finish_reason {refusal}" if refusal else "no image"
+        said = f": {_clip(text)}" if text else ""
+        why = f"finish_reason {_clip(redact(refusal, secrets))}" if refusal else "no image"
         raise PipelineError(ErrorType.CONTENT_FILTERED, f"the model answered with {why}{said}")
     return Answer(
         images=tuple(found.images),
         urls=tuple(found.urls),
-        text=text,
-        finish_reason=finish_reason,
-        model=model if isinstance(model, str) else None,
+        text=_clip(text, MAX_TEXT, spaces=False) if text else None,
+        finish_reason=_clip(redact(finish_reason, secrets)) if finish_reason else None,
+        model=_clip(redact(model, secrets)) if isinstance(model, str) else None,
+        broken=tuple(found.broken),
     )
+
+
+def parse_body(
+    body: bytes,
+    *,
+    content_type: str = "",
+    secrets: Iterable[str] = (),
+    max_images: int = MAX_IMAGES,
+    max_image_bytes: int = MAX_IMAGE_BYTES,
+) -> Answer:
+    """The Answer in a JSON body (see parse_response); BAD_RESPONSE for anything that is not JSON, too
+    deep for the parser included."""
+    try:
+        payload = json.loads(body)
+    except (ValueError, RecursionError):
+        raise PipelineError(
+            ErrorType.BAD_RESPONSE,
+            f"the gateway's answer is not JSON ({content_type or 'no content type'}, {len(body)} bytes, "
+            "truncated?)",
+        ) from None
+    return parse_response(payload, secrets=secrets, max_images=max_images, max_image_bytes=max_image_bytes)
 
 
 def _read_message(message: dict[str, Any], found: _Found) -> None:
@@ -188,7 +254,7 @@ def classify_http_error(
     """
     try:
         parsed: Any = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):
         parsed = None
     if isinstance(parsed, dict) and ("error" in parsed or "detail" in parsed or "message" in parsed):
         error = parsed.get("error", parsed.get("detail", parsed))
@@ -251,14 +317,8 @@ def _message(error: Any, secrets: Iterable[str]) -> str:
     return _clip(redact(text, secrets)) or "no message"
 
 
-def redact(text: str, secrets: Iterable[str]) -> str:
-    """`text` without the API key (when given) or anything that looks like a credential."""
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "[redacted]")
-    return _CREDENTIALS.sub("[redacted]", text)
-
-
-def _clip(text: str) -> str:
-    text = _SPACE.sub(" ", text).strip()
-    return text if len(text) <= MAX_DETAIL else text[: MAX_DETAIL - 3] + "..."
+def _clip(text: str, limit: int = MAX_DETAIL, *, spaces: bool = True) -> str:
+    """`text` in at most `limit` characters (whitespace runs made one space, unless `spaces` is False)."""
+    if spaces:
+        text = _SPACE.sub(" ", text).strip()
+    return text if len(text) <= limit else text[: limit - 3] + "..."

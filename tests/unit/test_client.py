@@ -314,19 +314,64 @@ async def test_bad_or_oversized_downloads_are_bad_responses(file: httpx.Response
     gateway = Gateway(
         httpx.Response(200, json=answer), files={"https://cdn.example/a.png?token=secret": file}
     )
-    result = failed(await run(gateway, max_download_bytes=128, max_bad_response_retries=0))
+    result = failed(await run(gateway, max_image_bytes=128, max_bad_response_retries=0))
     assert result.error.type is ErrorType.BAD_RESPONSE
     assert "https://cdn.example/a.png" in result.error.message
     assert "secret" not in result.error.message
 
 
-async def test_a_download_that_cannot_connect_is_retried() -> None:
+async def test_a_paid_answer_is_not_paid_again_when_its_download_keeps_failing() -> None:
     answer = httpx.Response(200, json=completion("https://cdn.example/a.webp"))
     gateway = Gateway(answer, files={"https://cdn.example/a.webp": httpx.ConnectError("refused")})
-    result = failed(await run(gateway, max_attempts=2))
+    clock = FakeClock()
+    result = failed(await run(gateway, clock=clock, max_attempts=6, price_per_image_usd=0.05))
     assert result.error.type is ErrorType.SERVER_ERROR
     assert "downloading https://cdn.example/a.webp" in result.error.message
-    assert result.attempts == 2
+    assert "paid for" in result.error.message
+    assert not result.error.retryable  # a redelivery would pay again
+    assert (len(gateway.posts), len(gateway.gets), result.attempts) == (1, 3, 1)
+    assert result.cost_usd == 0.05
+    assert len(clock.sleeps) == 2  # the download alone waited and tried again
+
+
+async def test_a_download_that_may_recover_is_retried_alone() -> None:
+    url = "https://cdn.example/a.png"
+    responses = iter([httpx.Response(503), httpx.ReadTimeout("slow"), httpx.Response(200, content=PNG)])
+
+    def flaky(request: httpx.Request) -> httpx.Response:
+        step = next(responses)
+        if isinstance(step, Exception):
+            raise step
+        return step
+
+    gateway = Gateway(httpx.Response(200, json=completion(f"![a]({url})")))
+    transport = httpx.MockTransport(
+        lambda request: flaky(request) if request.method == "GET" else gateway(request)
+    )
+    clock = FakeClock()
+    settings = GatewayConfig(base_url=BASE, api_key=API_KEY)
+    async with GatewayClient(settings, transport=transport, clock=clock, rng=random.Random(3)) as client:
+        result = succeeded(await client.generate(JOB, [], Deadline.after(300.0, clock)))
+    assert [image.data for image in result.images] == [PNG]
+    assert (len(gateway.posts), result.attempts) == (1, 1)
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        "![a](https://cdn.example/gone.png)",  # 404: not worth another try
+        "![x](data:image/png;base64,AAAA)",  # an inline image that does not decode
+    ],
+)
+async def test_an_answer_whose_image_cannot_be_kept_fails_at_once_with_its_price(content: str) -> None:
+    gateway = Gateway(
+        httpx.Response(200, json=completion(content)),
+        files={"https://cdn.example/gone.png": httpx.Response(404)},
+    )
+    result = failed(await run(gateway))
+    assert result.error.type is ErrorType.BAD_RESPONSE
+    assert not result.error.retryable
+    assert (len(gateway.posts), len(gateway.gets) <= 1, result.cost_usd) == (1, True, 0.039)
 
 
 async def test_the_key_never_appears_even_when_echoed() -> None:

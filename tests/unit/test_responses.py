@@ -139,8 +139,6 @@ def test_a_refusal_reason_does_not_hide_an_image_that_came() -> None:
         {"choices": [{"message": "hi"}]},
         completion(""),
         completion(None),
-        completion("![x](data:image/png;base64,!!!)"),
-        completion(f"![x]({data_url(b'plain text, not an image')})"),
         completion([{"type": "image_url", "image_url": {"url": 7}}]),
         completion("", images=[{"nope": True}]),  # type: ignore[list-item]
         {"error": "overloaded"},
@@ -151,6 +149,15 @@ def test_unreadable_answers_are_bad_responses(payload: Any) -> None:
     error = failure(payload)
     assert error.type is ErrorType.BAD_RESPONSE
     assert error.retryable
+
+
+@pytest.mark.parametrize(
+    "content", ["![x](data:image/png;base64,!!!)", f"![x]({data_url(b'plain text, not an image')})"]
+)
+def test_an_image_that_does_not_decode_is_counted_as_paid_but_broken(content: str) -> None:
+    answer = parse_response(completion(content))
+    assert (answer.images, answer.urls, answer.paid_images) == ((), (), 1)
+    assert answer.broken[0].startswith(("image data that is not valid base64", "an image is 24 bytes"))
 
 
 @pytest.mark.parametrize(
@@ -227,7 +234,7 @@ def test_any_json_gives_an_image_or_a_pipeline_error(payload: Any) -> None:
     except PipelineError:
         return
     assert isinstance(answer, Answer)
-    assert answer.images or answer.urls
+    assert answer.paid_images
 
 
 # Error bodies.
