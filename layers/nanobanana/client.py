@@ -145,6 +145,10 @@ class GatewayClient:
         )
         self._slots = asyncio.Semaphore(config.max_concurrency)
 
+    @property
+    def config(self) -> GatewayConfig:
+        return self._config
+
     async def __aenter__(self) -> GatewayClient:
         return self
 

@@ -24,6 +24,9 @@ ENVIRONMENT: dict[str, str] = {
     "MAX_FILE_BYTES": "max_file_bytes",
     "MAX_JOBS_PER_FILE": "max_jobs_per_file",
     "MAX_INPUT_IMAGE_BYTES": "max_input_image_bytes",
+    "MAX_ANSWER_BYTES": "max_answer_bytes",
+    "MAX_IMAGES_PER_ANSWER": "max_images_per_answer",
+    "MAX_IMAGE_BYTES": "max_image_bytes",
     "MAX_RECEIVE_COUNT": "max_receive_count",
     "RESULT_WRITE_MARGIN_SECONDS": "result_write_margin_seconds",
 }
@@ -46,6 +49,11 @@ class Settings(BaseModel):
     max_file_bytes: int = Field(default=100 * 1024 * 1024, gt=0)
     max_jobs_per_file: int = Field(default=50_000, gt=0)
     max_input_image_bytes: int = Field(default=20 * 1024 * 1024, gt=0)
+    #: What the gateway client reads of an answer (before and after decompression), how many images
+    #: it may hold, and each image's bytes, inline or downloaded.
+    max_answer_bytes: int = Field(default=32 * 1024 * 1024, gt=0)
+    max_images_per_answer: int = Field(default=10, gt=0)
+    max_image_bytes: int = Field(default=20 * 1024 * 1024, gt=0)
     max_receive_count: int = Field(default=5, gt=0)
     result_write_margin_seconds: float = Field(default=10.0, ge=0)
 

@@ -185,11 +185,14 @@ class Generator:
             attempts=failure.attempts if failure else 0,
             latency_ms=failure.latency_ms if failure else 0,
             retries=failure.retries if failure else (),
+            cost_usd=failure.cost_usd if failure else 0.0,
         )
         await self._io(self.storage.put_json, output_key(work.batch, f"{work.id}.json"), result)
         if final:
             await self._io(self.ledger.finish, work.key, {"status": "failed", "error": str(error.type)})
         count(names.JOBS_FAILED)
+        if failure and failure.cost_usd:  # an answer paid for whose images could not be kept
+            count(names.ESTIMATED_COST_USD, failure.cost_usd, MetricUnit.NoUnit)
         logger.warning("job failed", extra={"error": error.to_record()})
 
     async def _defer(self, message: SQSRecord, seconds: float) -> None:
@@ -258,6 +261,9 @@ def gateway_factory(settings: Settings, secret: Callable[[], str]) -> Callable[[
                 model=settings.model_id,
                 dialect=settings.dialect,
                 price_per_image_usd=settings.price_per_image_usd,
+                max_answer_bytes=settings.max_answer_bytes,
+                max_images_per_answer=settings.max_images_per_answer,
+                max_image_bytes=settings.max_image_bytes,
             )
             current["client"] = (loop, api_key, GatewayClient(config))
         return current["client"][2]

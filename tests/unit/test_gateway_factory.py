@@ -35,3 +35,22 @@ async def test_one_client_per_loop_until_the_key_changes() -> None:
     assert rotated is not first
     await first.aclose()
     await rotated.aclose()
+
+
+async def test_the_deployment_caps_reach_the_client() -> None:
+    environ = {
+        "BUCKET_NAME": "b",
+        "IDEMPOTENCY_TABLE": "t",
+        "API_BASE_URL": "https://gateway.example",
+        "MAX_ANSWER_BYTES": "1048576",
+        "MAX_IMAGES_PER_ANSWER": "3",
+        "MAX_IMAGE_BYTES": "2097152",
+    }
+    client = gateway_factory(Settings.from_env(environ), lambda: "sk-1")()
+    config = client.config
+    assert (config.max_answer_bytes, config.max_images_per_answer, config.max_image_bytes) == (
+        1048576,
+        3,
+        2097152,
+    )
+    await client.aclose()
