@@ -1,4 +1,6 @@
-"""`nanobanana`: run the pipeline offline (`local`) and validate prompt files before uploading (`check`).
+"""`nanobanana`: run the pipeline offline (`local`, `up`), validate prompt files (`check`), drive a stack.
+
+The stack commands (submit, status, watch, fetch, retry, empty-bucket) are in `stackcli`, `up` in `up`.
 
 Errors a user can fix (a missing file, a bad flag, an unreachable gateway) are one line and exit 2;
 tracebacks are for bugs.
@@ -25,15 +27,18 @@ from nanobanana.config import Settings
 from nanobanana.files import PROMPTS_PREFIX, FileError, check_size, extension_of, read_jobs
 from nanobanana.storage import INPUTS_PREFIX, OUTPUTS_PREFIX
 from nanobanana_cli.gallery import write_gallery
+from nanobanana_cli.outputs import StackError
 from nanobanana_cli.report import format_report, load_results, summarize, summary_line
-from nanobanana_cli.runner import EventSourceMapping, drain, preserved_environ, queue_depth
-from nanobanana_cli.stack import LOCAL_ENVIRONMENT, REGION, Stack, provision_template
+from nanobanana_cli.runner import drain, event_source_mappings, preserved_environ, queue_depth
+from nanobanana_cli.stack import GENERATE_FUNCTION, LOCAL_ENVIRONMENT, REGION, Stack, provision_template
+from nanobanana_cli.stackcli import add_commands, run_command
 from nanobanana_cli.standin import StandInGateway
+from nanobanana_cli.up import DEFAULT_PORT, up
 
-GENERATE_FUNCTION = "GenerateFunction"
 PROBE_TIMEOUT_SECONDS = 3.0
 STANDIN_API_KEY = "local-stand-in-key"
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_INTERRUPTED = 130
 
 
 class UsageError(Exception):
@@ -77,16 +82,29 @@ def _parser() -> _Parser:
         "--sqs", type=_existing_file, metavar="FILE.jsonl", help="one jobs-queue message a line"
     )
     local.add_argument("--out", required=True, type=Path, metavar="DIR", help="where outputs are copied")
-    local.add_argument("--api-base-url", default=os.environ.get("NANOBANANA_API_BASE_URL"), metavar="URL")
-    local.add_argument("--api-key", default=os.environ.get("NANOBANANA_API_KEY"), metavar="KEY")
-    local.add_argument("--model", metavar="ID", help="the model id (template parameter ModelId)")
-    local.add_argument("--dialect", choices=["auto", "openrouter", "newapi"])
-    local.add_argument("--concurrency", type=_positive, default=4, metavar="N", help="generate environments")
+    _gateway_options(local)
     local.add_argument("--inputs", type=_existing_dir, metavar="DIR", help="uploaded under inputs/")
+    serve = commands.add_parser(
+        "up", help="the offline stack as a service on 127.0.0.1, for any AWS client (Ctrl-C stops it)"
+    )
+    serve.add_argument("--port", type=int, default=DEFAULT_PORT, help="moto's port (0: any free port)")
+    serve.add_argument("--stack", metavar="NAME", help="the name its outputs are registered under")
+    serve.add_argument("--log", type=Path, default=Path("out/up.log"), metavar="FILE", help="handler logs")
+    _gateway_options(serve)
+    add_commands(commands)
     check = commands.add_parser("check", help="validate prompt files as ingest would, offline")
     check.add_argument("files", nargs="+", type=_existing_file, metavar="FILE")
     check.add_argument("--price", type=float, default=Settings.model_fields["price_per_image_usd"].default)
     return parser
+
+
+def _gateway_options(parser: argparse.ArgumentParser) -> None:
+    """What the functions call, for the commands that run them (`local`, `up`)."""
+    parser.add_argument("--api-base-url", default=os.environ.get("NANOBANANA_API_BASE_URL"), metavar="URL")
+    parser.add_argument("--api-key", default=os.environ.get("NANOBANANA_API_KEY"), metavar="KEY")
+    parser.add_argument("--model", metavar="ID", help="the model id (template parameter ModelId)")
+    parser.add_argument("--dialect", choices=["auto", "openrouter", "newapi"])
+    parser.add_argument("--concurrency", type=_positive, default=4, metavar="N", help="generate environments")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -94,10 +112,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = _parser().parse_args(argv)
         if args.command == "check":
             return check(args.files, price=args.price)
-        return local(args)
-    except UsageError as error:
+        if args.command == "local":
+            return local(args)
+        if args.command == "up":
+            return _up(args)
+        return run_command(args)
+    except (UsageError, StackError) as error:
         print(f"nanobanana: error: {error}", file=sys.stderr)
         return EXIT_USAGE
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+
+
+def _up(args: argparse.Namespace) -> int:
+    with _gateway(args) as gateway:
+        return up(
+            port=args.port,
+            stack_name=args.stack,
+            parameters=_parameters(args, gateway),
+            api_key=gateway.api_key,
+            concurrency=args.concurrency,
+            log_path=args.log,
+        )
 
 
 # -- check ---------------------------------------------------------------------------------------------
@@ -198,12 +234,7 @@ def _download_outputs(bucket: str, out_dir: Path) -> list[Path]:
 def _run(stack: Stack, args: argparse.Namespace, progress: Any) -> int:
     """Drain the queues through the handlers; the number of dead-lettered messages."""
     sqs = boto3.client("sqs", region_name=REGION)
-    mappings = [
-        EventSourceMapping(
-            function, stack.queue(function.queue_arn), args.concurrency if lid == GENERATE_FUNCTION else 1
-        )
-        for lid, function in stack.functions.items()
-    ]
+    mappings = event_source_mappings(stack, args.concurrency)
     generate = next(m for m in mappings if m.function.logical_id == GENERATE_FUNCTION)
 
     def tick() -> None:

@@ -25,7 +25,7 @@ from typing import Any
 import boto3
 from moto.sqs.models import sqs_backends
 
-from nanobanana_cli.stack import ACCOUNT_ID, REGION, Function, Queue
+from nanobanana_cli.stack import ACCOUNT_ID, GENERATE_FUNCTION, REGION, Function, Queue, Stack
 
 #: Locally, a failed message the handler did not delay is retried after this many seconds instead of
 #: the queue's VisibilityTimeout (minutes), so that a local run does not sit idle.
@@ -250,6 +250,16 @@ class EventSourceMapping:
             environment.thread.join()
 
 
+def event_source_mappings(stack: Stack, concurrency: int) -> list[EventSourceMapping]:
+    """Each function polling its queue as the template wires them; Generate in `concurrency` environments."""
+    return [
+        EventSourceMapping(
+            function, stack.queue(function.queue_arn), concurrency if lid == GENERATE_FUNCTION else 1
+        )
+        for lid, function in stack.functions.items()
+    ]
+
+
 def queue_depth(sqs: Any, url: str) -> int:
     """Messages in the queue in any state: visible, in flight or delayed."""
     names = [
@@ -274,6 +284,14 @@ def drain(mappings: list[EventSourceMapping], on_tick: Callable[[], None] = lamb
         ):
             return
         time.sleep(POLL_INTERVAL_SECONDS)
+
+
+def serve(mappings: list[EventSourceMapping], stop: threading.Event) -> None:
+    """Poll every mapping until `stop` is set: the mappings of a stack that keeps running (`up`)."""
+    while not stop.is_set():
+        polled = [mapping.poll() for mapping in mappings]  # every mapping polls, each tick
+        if not any(polled):
+            stop.wait(POLL_INTERVAL_SECONDS)
 
 
 @contextmanager

@@ -2,7 +2,8 @@
 
 Everything is read from `template.yaml` (names, redrive policies, visibility timeouts, the bucket's
 notification, the functions' environment), so a local run exercises what `sam deploy` would create rather
-than a hand-kept copy of it. Must be called inside `moto.mock_aws()`.
+than a hand-kept copy of it. Must be called inside `moto.mock_aws()`, or with `AWS_ENDPOINT_URL` naming a
+moto server that runs in this process (`nanobanana up`).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,8 @@ TEMPLATE = Path(__file__).resolve().parents[2] / "template.yaml"
 ACCOUNT_ID = "123456789012"
 REGION = "us-east-1"
 STACK_NAME = "nanobanana-local"
+#: The function that calls the gateway (its event-source mapping is the one that scales).
+GENERATE_FUNCTION = "GenerateFunction"
 #: What the functions see locally, whatever the template says: fake credentials, no X-Ray daemon.
 LOCAL_ENVIRONMENT = {
     "AWS_ACCESS_KEY_ID": "testing",
@@ -81,6 +84,8 @@ class Stack:
     bucket: str
     queues: dict[str, Queue]
     functions: dict[str, Function]
+    #: the template's Outputs, resolved as CloudFormation would (for clients that find resources by them)
+    outputs: dict[str, str] = field(default_factory=dict)
 
     def queue(self, arn: str) -> Queue:
         return next(queue for queue in self.queues.values() if queue.arn == arn)
@@ -375,6 +380,11 @@ def provision(template: Mapping[str, Any], root: Path, parameters: Mapping[str, 
         bucket=resolver.refs[buckets[0]],
         queues=queues,
         functions={lid: _function(resolver, template, root, lid) for lid in functions},
+        outputs={
+            key: str(resolver.resolve(output["Value"]))
+            for key, output in (template.get("Outputs") or {}).items()
+            if "Condition" not in output or resolver.condition(output["Condition"])
+        },
     )
 
 

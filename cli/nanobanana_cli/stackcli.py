@@ -1,0 +1,428 @@
+"""The stack commands: submit, status, watch, fetch, retry and empty-bucket, for a deployed stack or `up`'s.
+
+Each finds the stack's bucket through its outputs (`outputs.describe`) and works with S3 alone, as a
+user with the AWS CLI would: a run is one upload of a prompt file (its S3 version), its progress is read
+from the records its jobs leave under `outputs/<batch>/`, and its end from `_batch.json`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+from tqdm import tqdm
+
+from nanobanana.config import Settings
+from nanobanana.files import PROMPTS_PREFIX, FileError, batch_name, extension_of, read_jobs
+from nanobanana.storage import INGEST_ERROR_FILE, output_key
+from nanobanana_cli.gallery import write_gallery
+from nanobanana_cli.outputs import StackError, Target, connect, describe, explain
+from nanobanana_cli.report import load_results, summarize, summary_line
+
+BATCH_FILE = "_batch.json"
+FAILED_FILE = "_failed.jsonl"
+#: How often `watch` reads the batch's state.
+WATCH_INTERVAL_SECONDS = 1.0
+#: S3's DeleteObjects takes at most this many keys.
+DELETE_CHUNK = 1000
+EXIT_OK, EXIT_FAILED = 0, 1
+
+
+@dataclass(frozen=True)
+class Remote:
+    """A stack found through its outputs: the bucket every command works in."""
+
+    target: Target
+    outputs: dict[str, str]
+    s3: Any
+
+    @property
+    def bucket(self) -> str:
+        return self.outputs["BucketName"]
+
+    @classmethod
+    def find(cls, args: argparse.Namespace) -> Remote:
+        target = connect(args.stack, args.endpoint_url, args.region)
+        outputs = describe(target)
+        if "BucketName" not in outputs:
+            raise StackError(
+                f"stack {target.name} has no BucketName output: is it a Nano Banana Pipeline stack?"
+            )
+        return cls(target, outputs, target.client("s3"))
+
+    def keys(self, prefix: str) -> Iterator[dict[str, Any]]:
+        for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
+            yield from page.get("Contents", [])
+
+    def json(self, key: str) -> dict[str, Any] | None:
+        """An object read as JSON, or None when there is no such key."""
+        try:
+            body = self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                return None
+            raise
+        value = json.loads(body)
+        return value if isinstance(value, dict) else None
+
+
+# -- runs and their progress ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Run:
+    """One upload of a prompt file: what the pipeline runs as a whole."""
+
+    batch: str
+    key: str
+    upload: str
+    uploaded_at: datetime
+
+
+@dataclass(frozen=True)
+class Progress:
+    total: int | None  # None: not known yet
+    succeeded: int = 0
+    failed: int = 0
+    cost_usd: float = 0.0
+    completed: bool = False
+    rejected: str | None = None  # why the file was refused whole (_ingest_error.json)
+    errors: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def ended(self) -> int:
+        return self.succeeded + self.failed
+
+    @property
+    def in_flight(self) -> int:
+        return max(0, self.total - self.ended) if self.total is not None else 0
+
+    def line(self) -> str:
+        if self.rejected is not None:
+            return f"rejected: {self.rejected}"
+        state = "completed" if self.completed else "in progress"
+        total = "?" if self.total is None else str(self.total)
+        return (
+            f"{state:<11}  {total} jobs: {self.succeeded} succeeded, {self.failed} failed, "
+            f"{self.in_flight} in flight, est. cost ${self.cost_usd:.4f}"
+        )
+
+
+def _upload_of(head: dict[str, Any]) -> str:
+    """An upload's identity as the pipeline keys it: the version id in a versioned bucket, else the etag."""
+    return str(head.get("VersionId") or head["ETag"].strip('"'))
+
+
+def find_run(remote: Remote, batch: str) -> Run:
+    """The latest upload of the batch's prompt file, or a StackError that says where to look."""
+    files = [item for item in remote.keys(PROMPTS_PREFIX + batch + ".") if batch_name(item["Key"]) == batch]
+    if not files:
+        raise StackError(
+            f"no batch {batch!r} in s3://{remote.bucket}: no prompt file prompts/{batch}.* "
+            "(`nanobanana status` lists the batches)"
+        )
+    latest = max(files, key=lambda item: item["LastModified"])
+    return _current_run(remote, batch, latest["Key"])
+
+
+def _current_run(remote: Remote, batch: str, key: str) -> Run:
+    head = remote.s3.head_object(Bucket=remote.bucket, Key=key)
+    return Run(batch, key, _upload_of(head), head["LastModified"])
+
+
+class Tracker:
+    """A run's progress, read again on each call; records already read are not fetched twice."""
+
+    def __init__(self, remote: Remote, run: Run) -> None:
+        self.remote = remote
+        self.run = run
+        self._records: dict[tuple[str, str], dict[str, Any]] = {}
+        self._total: int | None = None
+
+    def progress(self) -> Progress:
+        folder = output_key(self.run.batch, "")
+        summary = self.remote.json(folder + BATCH_FILE)
+        if summary is not None and str(summary.get("upload")) == self.run.upload:
+            return Progress(
+                total=int(summary.get("total", 0)),
+                succeeded=int(summary.get("succeeded", 0)),
+                failed=int(summary.get("failed", 0)),
+                cost_usd=float(summary.get("cost_usd") or 0.0),
+                completed=True,
+                errors={str(k): int(v) for k, v in (summary.get("errors") or {}).items()},
+            )
+        records = self._records_of_this_run(folder)
+        rejected = next((r for r in records if r.get("_file") == INGEST_ERROR_FILE), None)
+        if rejected is not None:
+            error = rejected.get("error") or {}
+            return Progress(total=0, completed=True, rejected=str(error.get("message", error)))
+        succeeded = sum(1 for record in records if record.get("status") == "succeeded")
+        errors: dict[str, int] = {}
+        for record in records:
+            if record.get("status") != "succeeded":
+                kind = str((record.get("error") or {}).get("type"))
+                errors[kind] = errors.get(kind, 0) + 1
+        total = self.total()
+        return Progress(
+            total=total,
+            succeeded=succeeded,
+            failed=len(records) - succeeded,
+            cost_usd=sum(float(record.get("cost_usd") or 0.0) for record in records),
+            completed=len(records) >= total,
+            errors=errors,
+        )
+
+    def _records_of_this_run(self, folder: str) -> list[dict[str, Any]]:
+        """The batch folder's records written since the upload (an earlier run's are older)."""
+        found = []
+        for item in self.remote.keys(folder):
+            name = item["Key"].removeprefix(folder)
+            is_record = name.endswith(".json") and "/" not in name
+            if not is_record or (name.startswith("_") and name != INGEST_ERROR_FILE):
+                continue
+            if item["LastModified"] < self.run.uploaded_at:
+                continue
+            cache_key = (item["Key"], item["ETag"])
+            if cache_key not in self._records:
+                record = self.remote.json(item["Key"]) or {}
+                self._records[cache_key] = {**record, "_file": name}
+            found.append(self._records[cache_key])
+        return found
+
+    def total(self) -> int:
+        """Every job of the uploaded file, valid or not: each ends with a record."""
+        if self._total is None:
+            body = self.remote.s3.get_object(
+                Bucket=self.remote.bucket, Key=self.run.key, VersionId=self.run.upload
+            )["Body"]
+            try:
+                jobs = read_jobs(
+                    body.iter_lines(keepends=True),
+                    extension_of(self.run.key),
+                    max_jobs=Settings.model_fields["max_jobs_per_file"].default,
+                )
+                self._total = sum(1 for _ in jobs)
+            except FileError:
+                self._total = 0  # the pipeline rejects it too: its _ingest_error.json ends the run
+        return self._total
+
+
+# -- the commands --------------------------------------------------------------------------------------
+
+
+def submit(remote: Remote, files: list[Path], batch: str | None, wait: bool) -> int:
+    """Upload each file under prompts/; with `wait`, watch every run to its end."""
+    if batch is not None and len(files) != 1:
+        raise StackError("--batch names the batch of one file: give one FILE with it")
+    runs = []
+    for path in files:
+        if not path.is_file():
+            raise StackError(f"no such file: {path}")
+        try:
+            extension_of(path.name)
+        except FileError as error:
+            raise StackError(f"{path}: {error}") from None
+        name = batch.strip("/") if batch else path.stem
+        key = f"{PROMPTS_PREFIX}{name}{path.suffix.lower()}"
+        remote.s3.upload_file(str(path), remote.bucket, key)
+        run = _current_run(remote, name, key)
+        runs.append(run)
+        print(f"{path} -> s3://{remote.bucket}/{key}   batch {name}   upload {run.upload}")
+    if not wait:
+        return EXIT_OK
+    return max(watch_run(remote, run) for run in runs)
+
+
+def status(remote: Remote, batch: str | None) -> int:
+    """One line per batch: its latest run's state and counts."""
+    if batch is not None:
+        runs = [find_run(remote, batch)]
+    else:
+        batches = sorted({batch_name(item["Key"]) for item in remote.keys(PROMPTS_PREFIX)})
+        runs = [find_run(remote, name) for name in batches]
+        if not runs:
+            print(f"no batches yet: nothing under s3://{remote.bucket}/{PROMPTS_PREFIX}")
+    width = max((len(run.batch) for run in runs), default=0)
+    for run in runs:
+        progress = Tracker(remote, run).progress()
+        print(f"{run.batch:<{width}}  {progress.line()}")
+        if batch is not None and progress.errors:
+            print("errors: " + ", ".join(f"{kind} {count}" for kind, count in progress.errors.items()))
+    return EXIT_OK
+
+
+def watch_run(remote: Remote, run: Run, interval: float = WATCH_INTERVAL_SECONDS) -> int:
+    """A progress bar until the run has ended; 0 when every job succeeded."""
+    tracker = Tracker(remote, run)
+    with tqdm(total=0, desc=run.batch, unit="job", file=sys.stderr, leave=False) as bar:
+        while True:
+            progress = tracker.progress()
+            bar.total = progress.total or 0
+            bar.n = progress.ended
+            bar.set_postfix_str(
+                f"{progress.succeeded} succeeded, {progress.failed} failed, {progress.in_flight} in flight, "
+                f"${progress.cost_usd:.4f}"
+            )
+            if progress.completed:
+                break
+            time.sleep(interval)
+    if progress.rejected is not None:
+        print(f"{run.batch}: the file was rejected whole: {progress.rejected}")
+        return EXIT_FAILED
+    print(
+        f"{run.batch}: {progress.succeeded} succeeded, {progress.failed} failed, "
+        f"est. cost ${progress.cost_usd:.4f}"
+    )
+    return EXIT_OK if progress.failed == 0 else EXIT_FAILED
+
+
+def watch(remote: Remote, batch: str) -> int:
+    return watch_run(remote, find_run(remote, batch))
+
+
+def fetch(remote: Remote, batch: str, out_dir: Path) -> int:
+    """Download the batch folder (images, records, completion files) and write the gallery over it."""
+    folder = output_key(batch, "")
+    items = [item for item in remote.keys(folder) if "/" not in item["Key"].removeprefix(folder)]
+    if not items:
+        raise StackError(
+            f"no batch {batch!r} in s3://{remote.bucket}: nothing under {folder} "
+            "(`nanobanana status` lists the batches)"
+        )
+    records = []
+    for item in items:
+        name = item["Key"].removeprefix(folder)
+        target = out_dir / batch / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        remote.s3.download_file(remote.bucket, item["Key"], str(target))
+        if name.endswith(".json") and (not name.startswith("_") or name == INGEST_ERROR_FILE):
+            records.append(target)
+    summary = summarize(load_results(out_dir, records))
+    gallery = write_gallery(out_dir, summary)
+    print(f"{len(items)} files from s3://{remote.bucket}/{folder} -> {out_dir / batch}")
+    print(summary_line(summary))
+    print(f"gallery: {gallery}")
+    return EXIT_OK
+
+
+def retry(remote: Remote, batch: str, wait: bool) -> int:
+    """Upload the batch's `_failed.jsonl` as a new run of the same batch (same ids, same folder)."""
+    find_run(remote, batch)  # the batch exists
+    key = output_key(batch, FAILED_FILE)
+    try:
+        body: bytes = remote.s3.get_object(Bucket=remote.bucket, Key=key)["Body"].read()
+    except ClientError as error:
+        if error.response.get("Error", {}).get("Code") not in ("NoSuchKey", "404"):
+            raise
+        raise StackError(
+            f"batch {batch!r} has no {FAILED_FILE} yet: it is written when the run completes "
+            f"(`nanobanana watch {batch}`)"
+        ) from None
+    if not body.strip():
+        print(f"nothing to retry: no failed job in batch {batch}")
+        return EXIT_OK
+    prompt_key = f"{PROMPTS_PREFIX}{batch}.jsonl"
+    remote.s3.put_object(Bucket=remote.bucket, Key=prompt_key, Body=body)
+    run = _current_run(remote, batch, prompt_key)
+    jobs = len(body.strip().splitlines())
+    print(f"{jobs} failed jobs -> s3://{remote.bucket}/{prompt_key}   batch {batch}   upload {run.upload}")
+    return watch_run(remote, run) if wait else EXIT_OK
+
+
+def empty_bucket(remote: Remote, yes: bool) -> int:
+    """Delete every object version and delete marker: `sam delete` cannot remove a bucket that holds any."""
+    versions = []
+    for page in remote.s3.get_paginator("list_object_versions").paginate(Bucket=remote.bucket):
+        for item in [*page.get("Versions", []), *page.get("DeleteMarkers", [])]:
+            versions.append({"Key": item["Key"], "VersionId": item["VersionId"]})
+    if not yes:
+        print(
+            f"s3://{remote.bucket} holds {len(versions)} object versions and delete markers; "
+            "run again with --yes to delete them all (this cannot be undone)"
+        )
+        return EXIT_FAILED
+    for start in range(0, len(versions), DELETE_CHUNK):
+        chunk = versions[start : start + DELETE_CHUNK]
+        answer = remote.s3.delete_objects(Bucket=remote.bucket, Delete={"Objects": chunk, "Quiet": True})
+        if answer.get("Errors"):
+            first = answer["Errors"][0]
+            raise StackError(f"could not delete {first.get('Key')}: {first.get('Message')}")
+    print(f"emptied s3://{remote.bucket} ({len(versions)} versions and delete markers)")
+    print(f"now: sam delete --stack-name {remote.target.name}")
+    return EXIT_OK
+
+
+# -- the command line ----------------------------------------------------------------------------------
+
+
+def add_commands(commands: Any) -> None:
+    """Register the stack commands on the `nanobanana` parser's subcommands."""
+
+    def command(name: str, help: str, run: Callable[[Remote, argparse.Namespace], int]) -> Any:
+        parser = commands.add_parser(name, help=help, description=help)
+        parser.add_argument(
+            "--stack", metavar="NAME", help="the stack's name (default: stack_name in samconfig.toml)"
+        )
+        parser.add_argument(
+            "--endpoint-url",
+            metavar="URL",
+            help="the offline stack of `nanobanana up` (default: AWS_ENDPOINT_URL; unset: AWS)",
+        )
+        parser.add_argument("--region", help="the stack's region (default: AWS_REGION or your AWS config)")
+        parser.set_defaults(stack_command=run)
+        return parser
+
+    submit_parser = command(
+        "submit",
+        "upload prompt files under prompts/ (one run each)",
+        lambda remote, args: submit(remote, args.files, args.batch, args.wait),
+    )
+    submit_parser.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    submit_parser.add_argument("--batch", metavar="NAME", help="the batch name (default: the file's name)")
+    submit_parser.add_argument("--wait", action="store_true", help="watch each run until it has ended")
+    status_parser = command(
+        "status", "the batches' runs, in progress and done, with counts", lambda r, a: status(r, a.batch)
+    )
+    status_parser.add_argument("batch", nargs="?", metavar="BATCH")
+    watch_parser = command(
+        "watch",
+        "a progress bar until the batch's run has ended (exit 1 if a job failed)",
+        lambda r, a: watch(r, a.batch),
+    )
+    watch_parser.add_argument("batch", metavar="BATCH")
+    fetch_parser = command(
+        "fetch",
+        "download a batch's images, records and completion files, and write its gallery",
+        lambda r, a: fetch(r, a.batch, a.out),
+    )
+    fetch_parser.add_argument("batch", metavar="BATCH")
+    fetch_parser.add_argument("--out", required=True, type=Path, metavar="DIR")
+    retry_parser = command(
+        "retry", "upload the batch's _failed.jsonl as a new run", lambda r, a: retry(r, a.batch, a.wait)
+    )
+    retry_parser.add_argument("batch", metavar="BATCH")
+    retry_parser.add_argument("--wait", action="store_true", help="watch the new run until it has ended")
+    empty_parser = command(
+        "empty-bucket",
+        "delete every object version of the stack's bucket, so that `sam delete` can remove it",
+        lambda r, a: empty_bucket(r, a.yes),
+    )
+    empty_parser.add_argument("--yes", action="store_true", help="really delete (it cannot be undone)")
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """Find the stack, run the command; an AWS error a user can fix becomes one line (StackError)."""
+    remote = Remote.find(args)
+    try:
+        result: int = args.stack_command(remote, args)
+    except (ClientError, BotoCoreError) as error:
+        raise StackError(explain(error, remote.target)) from None
+    return result
