@@ -53,6 +53,9 @@ NO_CREDENTIALS = (
 )
 
 
+NO_REGION = "no AWS region: set AWS_REGION (or `aws configure`), or pass --region"
+
+
 class StackError(Exception):
     """Something about the stack or its endpoint that the user can fix: one line, exit code 2."""
 
@@ -90,10 +93,10 @@ def connect(stack: str | None, endpoint_url: str | None, region: str | None = No
     """The session and stack name a command uses; the offline stack needs no account of the user's."""
     endpoint_url = endpoint_url or os.environ.get("AWS_ENDPOINT_URL") or None
     name = stack or samconfig_value("stack_name") or DEFAULT_STACK_NAME
-    session = boto3.Session(region_name=region)
+    session = boto3.Session(region_name=region or os.environ.get("AWS_REGION") or None)
     region = session.region_name or samconfig_value("region") or (REGION if endpoint_url else None)
     if region is None:
-        raise StackError("no AWS region: set AWS_REGION (or `aws configure`), or pass --region")
+        raise StackError(NO_REGION)
     session = boto3.Session(region_name=region)
     if endpoint_url is not None and session.get_credentials() is None:
         session = boto3.Session(
@@ -128,7 +131,7 @@ def explain(error: Exception, target: Target) -> str:
     if isinstance(error, NoCredentialsError | PartialCredentialsError):
         return NO_CREDENTIALS
     if isinstance(error, NoRegionError):
-        return "no AWS region: set AWS_REGION (or `aws configure`), or pass --region"
+        return NO_REGION
     if isinstance(error, ClientError):
         code = error.response.get("Error", {}).get("Code", "")
         message = error.response.get("Error", {}).get("Message", "")

@@ -1,0 +1,192 @@
+"""`nanobanana up` in a subprocess, driven by boto3 and by the stack commands, then stopped with Ctrl-C."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+
+from nanobanana_cli.cli import main
+
+BANNER = re.compile(r"^Offline stack (\S+) at (http://127\.0\.0\.1:\d+) ")
+OUTPUT_LINE = re.compile(r"^  (\w+)\s+(\S+)$")
+START_TIMEOUT_SECONDS = 60
+RESULT_TIMEOUT_SECONDS = 60
+#: What a user's shell may hold that must not reach the stack under test.
+UNSET = ("NANOBANANA_API_BASE_URL", "NANOBANANA_API_KEY", "AWS_ENDPOINT_URL", "AWS_PROFILE")
+
+
+@dataclass
+class Service:
+    process: subprocess.Popen[str]
+    endpoint: str
+    outputs: dict[str, str]
+    banner: list[str]
+
+    def client(self, service: str) -> Any:
+        return boto3.client(
+            service,  # type: ignore[call-overload]
+            endpoint_url=self.endpoint,
+            region_name="us-east-1",
+            aws_access_key_id="any",
+            aws_secret_access_key="any",
+        )
+
+
+def _environment() -> dict[str, str]:
+    env = {name: value for name, value in os.environ.items() if name not in UNSET}
+    env.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_EC2_METADATA_DISABLED="true")
+    return env
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    """`nanobanana up --port 0` as a user starts it; Ctrl-C at the end must stop it cleanly."""
+    log = tmp_path_factory.mktemp("up") / "up.log"
+    process = subprocess.Popen(
+        [str(Path(sys.executable).parent / "nanobanana"), "up", "--port", "0", "--log", str(log)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_environment(),
+    )
+    assert process.stdout is not None and process.stderr is not None
+    banner: list[str] = []
+    deadline = time.monotonic() + START_TIMEOUT_SECONDS
+    while not banner or not banner[-1].startswith("Ctrl-C"):
+        line = process.stdout.readline()
+        assert line and time.monotonic() < deadline, f"up did not start: {banner} {process.stderr.read()}"
+        banner.append(line.rstrip("\n"))
+    endpoint = next(m.group(2) for line in banner if (m := BANNER.match(line)))
+    outputs = {m.group(1): m.group(2) for line in banner if (m := OUTPUT_LINE.match(line))}
+    yield Service(process, endpoint, outputs, banner)
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=30)
+    assert process.returncode == 0, err
+    assert "Traceback" not in err and "Stopped" in out, (out, err)
+
+
+def _until(found: Callable[[], Any], what: str) -> Any:
+    deadline = time.monotonic() + RESULT_TIMEOUT_SECONDS
+    while time.monotonic() < deadline:
+        value = found()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _record(s3: Any, bucket: str, key: str) -> dict[str, Any] | None:
+    try:
+        record: dict[str, Any] = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+    except s3.exceptions.NoSuchKey:
+        return None
+    return record
+
+
+def test_banner_names_the_endpoint_bucket_queues_and_stand_in(service: Service) -> None:
+    text = "\n".join(service.banner)
+    assert {"BucketName", "JobsQueueUrl", "PromptFilesQueueUrl"} <= set(service.outputs)
+    assert "stand-in gateway at http://127.0.0.1:" in text
+    assert f"aws --endpoint-url {service.endpoint} s3 cp" in text
+    assert all(
+        url.startswith(service.endpoint) for k, url in service.outputs.items() if k.endswith("QueueUrl")
+    )
+
+
+def test_any_boto3_client_puts_a_file_and_sends_a_job(service: Service) -> None:
+    s3, sqs = service.client("s3"), service.client("sqs")
+    bucket = service.outputs["BucketName"]
+    s3.put_object(Bucket=bucket, Key="prompts/boto/hello.txt", Body=b"a banana boat\n")
+    job = {"id": "direct-1", "prompt": "a banana sail", "batch": "boto-sqs"}
+    sqs.send_message(QueueUrl=service.outputs["JobsQueueUrl"], MessageBody=json.dumps(job))
+    from_file = _until(lambda: _record(s3, bucket, "outputs/boto/hello/00001.json"), "the file's record")
+    from_queue = _until(lambda: _record(s3, bucket, "outputs/boto-sqs/direct-1.json"), "the message's record")
+    assert from_file["status"] == from_queue["status"] == "succeeded"
+    image = s3.get_object(Bucket=bucket, Key=from_queue["images"][0])["Body"].read()
+    assert image.startswith(b"\x89PNG")
+
+
+def test_submit_watch_status_fetch_and_retry(
+    service: Service, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in _environment().items():
+        monkeypatch.setenv(name, value)
+    for name in UNSET:
+        monkeypatch.delenv(name, raising=False)
+    at = ["--endpoint-url", service.endpoint]
+    prompts = tmp_path / "mixed.txt"
+    prompts.write_text("a fine cat\na cat [[status:400]]\n")
+
+    assert main(["submit", str(prompts), "--batch", "cli/mixed", "--wait", *at]) == 1
+    printed = capsys.readouterr().out
+    assert "prompts/cli/mixed.txt" in printed and "cli/mixed: 1 succeeded, 1 failed" in printed
+
+    assert main(["watch", "cli/mixed", *at]) == 1
+    assert main(["status", *at]) == 0
+    listed = capsys.readouterr().out
+    assert re.search(r"^cli/mixed\s+completed\s+2 jobs: 1 succeeded, 1 failed", listed, re.MULTILINE), listed
+    assert main(["status", "cli/mixed", *at]) == 0
+    assert "errors: client_error 1" in capsys.readouterr().out
+
+    out = tmp_path / "fetched"
+    assert main(["fetch", "cli/mixed", "--out", str(out), *at]) == 0
+    assert "1 succeeded, 1 failed" in capsys.readouterr().out
+    assert (out / "cli/mixed/00001.png").read_bytes().startswith(b"\x89PNG")
+    assert json.loads((out / "cli/mixed/00002.json").read_text())["status"] == "failed"
+    assert 'id="cli/mixed/00001"' in (out / "index.html").read_text()
+
+    assert main(["retry", "cli/mixed", *at]) == 2
+    assert "no _failed.jsonl yet" in capsys.readouterr().err
+
+
+def test_batch_not_found_is_one_line(
+    service: Service, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_ENDPOINT_URL", service.endpoint)  # as a user would export it
+    for command in (["watch", "no-such-batch"], ["fetch", "no-such-batch", "--out", "x"]):
+        assert main(command) == 2
+        error = capsys.readouterr().err
+        assert error.startswith("nanobanana: error: no batch 'no-such-batch'") and error.count("\n") == 1
+
+
+def test_a_stack_name_up_did_not_register_is_not_found(
+    service: Service, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["status", "--stack", "someone-else", "--endpoint-url", service.endpoint]) == 2
+    assert "stack someone-else not found at http://127.0.0.1:" in capsys.readouterr().err
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
+def test_an_endpoint_that_does_not_answer_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    endpoint = f"http://127.0.0.1:{_free_port()}"
+    assert main(["status", "--endpoint-url", endpoint]) == 2
+    error = capsys.readouterr().err
+    assert f"nothing answers at {endpoint}: start the offline stack with `nanobanana up`" in error
+
+
+def test_up_on_a_busy_port_says_so(capsys: pytest.CaptureFixture[str]) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        assert main(["up", "--port", str(port)]) == 2
+    assert f"cannot listen on 127.0.0.1:{port}" in capsys.readouterr().err
