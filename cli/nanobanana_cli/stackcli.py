@@ -356,7 +356,10 @@ def empty_bucket(remote: Remote, yes: bool) -> int:
             first = answer["Errors"][0]
             raise StackError(f"could not delete {first.get('Key')}: {first.get('Message')}")
     print(f"emptied s3://{remote.bucket} ({len(versions)} versions and delete markers)")
-    print(f"now: sam delete --stack-name {remote.target.name}")
+    print(
+        f"then: sam delete --stack-name {remote.target.name} && aws s3api delete-bucket --bucket "
+        f"{remote.bucket}   (the stack keeps its bucket)"
+    )
     return EXIT_OK
 
 

@@ -19,6 +19,7 @@ import boto3
 import pytest
 
 from nanobanana_cli.cli import main
+from tests.e2e import test_readme
 
 BANNER = re.compile(r"^Offline stack (\S+) at (http://127\.0\.0\.1:\d+) ")
 OUTPUT_LINE = re.compile(r"^  (\w+)\s+(\S+)$")
@@ -190,3 +191,20 @@ def test_up_on_a_busy_port_says_so(capsys: pytest.CaptureFixture[str]) -> None:
         port = busy.getsockname()[1]
         assert main(["up", "--port", str(port)]) == 2
     assert f"cannot listen on 127.0.0.1:{port}" in capsys.readouterr().err
+
+
+def test_the_readmes_python_snippet_works_against_it(
+    service: Service, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The README's boto3 example for `up`, run as written but for the port."""
+    section = test_readme.section("The offline stack as a service (`nanobanana up`)")
+    (snippet,) = test_readme.blocks(section, "python")
+    for name, value in _environment().items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.chdir(test_readme.REPO)  # it uploads samplefiles/cats.txt
+    exec(compile(snippet.text.replace("http://127.0.0.1:4566", service.endpoint), "README.md", "exec"), {})  # noqa: S102
+    s3 = service.client("s3")
+    bucket = service.outputs["BucketName"]
+    record = _until(lambda: _record(s3, bucket, "outputs/adhoc/logo-1.json"), "the README job's record")
+    assert record["status"] == "succeeded"
+    assert _until(lambda: _record(s3, bucket, "outputs/cats/00002.json"), "the README file's record")
