@@ -28,6 +28,7 @@ from nanobanana.files import (
     check_size,
     extension_of,
     read_jobs,
+    size_limit,
 )
 from nanobanana.messages import ORIGIN_ATTRIBUTE, ORIGIN_INGEST, Work, envelope
 from nanobanana.observability import count, logger
@@ -74,6 +75,17 @@ def uploads(record: SQSRecord) -> Iterator[Upload]:
         )
 
 
+def message_body(parsed: ParsedLine, *, batch: str, source: dict[str, Any], upload: str) -> str:
+    """A job's queue message, or the InvalidJobError that keeps it off the queue (`check` says the same)."""
+    if parsed.job is None:
+        assert parsed.error is not None
+        raise parsed.error
+    try:
+        return envelope(parsed.job, batch=batch, source=source, upload=upload)
+    except ValueError as exc:  # pydantic's serialization errors: one job's, never the file's
+        raise InvalidJobError("", f"cannot be written as a queue message ({type(exc).__name__})") from None
+
+
 class Ingestor:
     """Reads prompt files from the bucket and sends their jobs to the jobs queue."""
 
@@ -94,7 +106,7 @@ class Ingestor:
             if not upload.key.startswith(PROMPTS_PREFIX):
                 raise FileError(f"{upload.key} is not under {PROMPTS_PREFIX}")
             extension = extension_of(upload.key)
-            check_size(upload.size, self.settings.max_file_bytes)
+            check_size(upload.size, size_limit(extension, self.settings.max_file_bytes))
             total = sum(1 for _ in self._jobs(upload, extension))
         except FileError as exc:
             error = PipelineError(ErrorType.INVALID_JOB, str(exc))
@@ -115,8 +127,12 @@ class Ingestor:
         return {"batch": upload.batch, "enqueued": enqueued, "invalid": invalid, "error": None}
 
     def _jobs(self, upload: Upload, extension: str) -> Iterator[ParsedLine]:
-        lines = self.storage.open_lines(upload.key, upload.version)
-        return read_jobs(lines, extension, max_jobs=self.settings.max_jobs_per_file)
+        return read_jobs(
+            self.storage.open_chunks(upload.key, upload.version),
+            extension,
+            max_jobs=self.settings.max_jobs_per_file,
+            max_file_bytes=self.settings.max_file_bytes,
+        )
 
     def _enqueue(
         self, lines: Iterable[ParsedLine], upload: Upload, upload_id: str, total: int
@@ -147,16 +163,11 @@ class Ingestor:
         """Message bodies in file order; None where the job failed (its result record is written here)."""
         for parsed in lines:
             source = {"bucket": upload.bucket, "key": upload.key, "line": parsed.line}
-            error = parsed.error
-            if parsed.job is not None:
-                try:
-                    yield envelope(parsed.job, batch=upload.batch, source=source, upload=upload_id)
-                    continue
-                except InvalidJobError as too_big:
-                    error = too_big
-            assert error is not None
-            self._fail(Work(parsed.id, upload.batch, upload_id, source, parsed.job, error), error)
-            yield None
+            try:
+                yield message_body(parsed, batch=upload.batch, source=source, upload=upload_id)
+            except InvalidJobError as error:
+                self._fail(Work(parsed.id, upload.batch, upload_id, source, parsed.job, error), error)
+                yield None
 
     def _fail(self, work: Work, error: PipelineError) -> None:
         self.storage.put_json(output_key(work.batch, f"{work.id}.json"), record(work, error=error))

@@ -1,41 +1,69 @@
 """Jobs: the contract's job object, OpenAI Batch lines and file defaults, validated declaratively.
 
 Every way a job can be written ends as one `Job`; anything else ends as an `InvalidJobError` that names
-the field, so that a bad job is explained in its result record and never sent to the gateway.
+the field, so that a bad job is explained in its result record and never sent to the gateway. Types are
+strict (`"1"` is not a number): a job is JSON, whose numbers are numbers.
+
+A stranger's JSON is bounded before it is validated (`loads`, `check_values`): nesting depth, the digits
+of a number, values no JSON encoder can write back (NaN, infinities, lone surrogates). Past a bound the
+job is invalid, like any other bad field; nothing a job holds can make its reader raise anything else.
 """
 
 from __future__ import annotations
 
+import json
+import math
+import re
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
     StringConstraints,
     ValidationError,
-    field_validator,
     model_validator,
 )
 
 from nanobanana.errors import InvalidJobError
 
-ID_PATTERN = r"^[A-Za-z0-9._-]{1,128}$"
+# `\Z`, not `$`: `$` also matches before a trailing newline.
+ID_PATTERN = r"^[A-Za-z0-9._-]{1,128}\Z"
+#: Names the output layout uses for itself (`_batch.json` ...): no job may be filed under them. Compared
+#: without case, since results are also copied to file systems that ignore it.
+RESERVED_IDS = frozenset({"_ingest_error", "_batch", "_results", "_failed", ".", ".."})
+#: Bounds on one job's JSON: objects and lists nested at most this deep (the job itself is level 1) ...
+MAX_DEPTH = 32
+#: ... and a number written with at most this many characters (int() refuses past 4,300 digits).
+MAX_NUMBER_CHARS = 64
 AspectRatio = Literal["1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9", "21:9"]
 ImageSize = Literal["1K", "2K", "4K"]
-JobId = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
+
+
+def _own_file_name(value: str) -> str:
+    """An id names the job's output files: never a parent folder, never one of the pipeline's own files."""
+    if ".." in value:
+        raise ValueError("must not contain '..'")
+    if value.lower() in RESERVED_IDS:
+        raise ValueError(f"{value!r} is a name the pipeline uses for its own files; choose another id")
+    return value
+
+
+JobId = Annotated[str, StringConstraints(pattern=ID_PATTERN), AfterValidator(_own_file_name)]
 # An input image: a key in the pipeline's bucket, s3://bucket/key, or an https:// URL.
 ImageRef = Annotated[
     str,
     StringConstraints(
-        pattern=r"^(https://\S+|s3://[a-z0-9.-]{3,63}/\S+|(?![a-zA-Z][a-zA-Z0-9+.-]*://)[^/\s]\S*)$"
+        pattern=r"^(https://\S+|s3://[a-z0-9.-]{3,63}/\S+|(?![a-zA-Z][a-zA-Z0-9+.-]*://)[^/\s]\S*)\Z"
     ),
 ]
 # An output folder name: path segments without control characters, no empty, `.` or `..` segment.
 BatchName = Annotated[
     str,
     StringConstraints(
-        pattern=r"^(?!.*(^|/)\.{1,2}(/|$))[^\x00-\x1f\x7f/]+(/[^\x00-\x1f\x7f/]+)*$", max_length=512
+        pattern=r"^(?!.*(^|/)\.{1,2}(/|$))[^\x00-\x1f\x7f/]+(/[^\x00-\x1f\x7f/]+)*\Z", max_length=512
     ),
 ]
 
@@ -45,7 +73,7 @@ DEFAULT_SQS_BATCH = "sqs"
 class ChatMessage(BaseModel):
     """An OpenAI chat message; content is text or a list of parts (text, image_url)."""
 
-    model_config = ConfigDict(extra="allow", frozen=True)
+    model_config = ConfigDict(extra="allow", frozen=True, strict=True)
 
     role: Literal["system", "user", "assistant", "developer"]
     content: str | list[dict[str, Any]]
@@ -54,7 +82,9 @@ class ChatMessage(BaseModel):
 class JobSpec(BaseModel):
     """A job as users write it (the contract's "Jobs" table). Unknown fields are errors."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, regex_engine="python-re")
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, regex_engine="python-re", strict=True, allow_inf_nan=False
+    )
 
     id: JobId | None = None
     prompt: Annotated[str, StringConstraints(min_length=1, max_length=100_000)] | None = None
@@ -75,13 +105,6 @@ class JobSpec(BaseModel):
             raise ValueError("exactly one of prompt or messages is required")
         return self
 
-    @field_validator("id")
-    @classmethod
-    def _no_parent(cls, value: str | None) -> str | None:
-        if value is not None and ".." in value:
-            raise ValueError("must not contain '..'")
-        return value
-
 
 class Job(JobSpec):
     """A validated job. `options` holds other gateway parameters of an OpenAI Batch line's body."""
@@ -92,7 +115,7 @@ class Job(JobSpec):
 class BatchBody(BaseModel):
     """The body of an OpenAI Batch line: known fields are checked, other gateway parameters pass."""
 
-    model_config = ConfigDict(extra="allow", frozen=True)
+    model_config = ConfigDict(extra="allow", frozen=True, strict=True, allow_inf_nan=False)
 
     model: str | None = None
     messages: Annotated[list[ChatMessage], Field(min_length=1)]
@@ -105,7 +128,7 @@ class BatchBody(BaseModel):
 class BatchLine(BaseModel):
     """An OpenAI Batch API input line."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, regex_engine="python-re")
+    model_config = ConfigDict(extra="forbid", frozen=True, regex_engine="python-re", strict=True)
 
     custom_id: JobId
     method: Literal["POST"]
@@ -134,6 +157,72 @@ def _field_error(exc: ValidationError, prefix: str = "") -> InvalidJobError:
     return InvalidJobError(field, err["msg"].removeprefix("Value error, "))
 
 
+@dataclass(frozen=True)
+class _Unwritable:
+    """A JSON value no job may hold (a number too long, NaN): kept in place, so that only its job fails."""
+
+    problem: str
+
+
+def _parse_int(text: str) -> int | _Unwritable:
+    if len(text) > MAX_NUMBER_CHARS:
+        return _Unwritable(f"a number of {len(text)} digits, over the limit of {MAX_NUMBER_CHARS}")
+    return int(text)
+
+
+def _parse_float(text: str) -> float | _Unwritable:
+    if len(text) > MAX_NUMBER_CHARS:
+        return _Unwritable(f"a number of {len(text)} characters, over the limit of {MAX_NUMBER_CHARS}")
+    value = float(text)
+    return value if math.isfinite(value) else _Unwritable(f"{text} is out of range for a number")
+
+
+def _parse_constant(name: str) -> _Unwritable:
+    return _Unwritable(f"{name} is not a number: JSON has no NaN or Infinity")
+
+
+def loads(text: str) -> Any:
+    """JSON with bounded numbers; InvalidJobError for text that is not JSON or nests past Python's stack.
+
+    Numbers past the bounds and NaN parse as markers that `check_values` reports as their job's error.
+    """
+    try:
+        return json.loads(
+            text, parse_int=_parse_int, parse_float=_parse_float, parse_constant=_parse_constant
+        )
+    except json.JSONDecodeError as exc:
+        where = f"column {exc.colno}" if exc.lineno == 1 else f"line {exc.lineno} column {exc.colno}"
+        raise InvalidJobError("", f"not valid JSON ({exc.msg} at {where})") from None
+    except RecursionError:
+        raise InvalidJobError("", f"not valid JSON: nested more than {MAX_DEPTH} levels deep") from None
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def check_values(obj: Any) -> None:
+    """Raise InvalidJobError, naming the top-level field, for a value no job may hold (see `loads`).
+
+    Iterative, so that no nesting can exhaust the stack; linear in the object's size.
+    """
+    stack: list[tuple[Any, int, str]] = [(obj, 1, "")]
+    while stack:
+        value, depth, field = stack.pop()
+        if isinstance(value, _Unwritable):
+            raise InvalidJobError(field, value.problem)
+        if isinstance(value, str) and not value.isascii() and _SURROGATE.search(value):
+            raise InvalidJobError(field, "holds a lone UTF-16 surrogate (\\ud800 to \\udfff), not text")
+        if not isinstance(value, dict | list):
+            continue
+        if depth > MAX_DEPTH:
+            raise InvalidJobError(field, f"nested more than {MAX_DEPTH} levels deep")
+        items = value.items() if isinstance(value, dict) else ((field, item) for item in value)
+        for key, item in items:
+            name = field or str(key)
+            stack.append((key, depth, name))  # keys are text too
+            stack.append((item, depth + 1, name))
+
+
 def default_id(number: int) -> str:
     """The id of the n-th job of a file (1-based) when it names none: `00001`."""
     return f"{number:05d}"
@@ -142,7 +231,8 @@ def default_id(number: int) -> str:
 def parse_job(obj: Any, *, defaults: dict[str, Any] | None = None, fallback_id: str | None = None) -> Job:
     """Validate one job object (or OpenAI Batch line); raise InvalidJobError naming the field."""
     if not isinstance(obj, dict):
-        raise InvalidJobError("", f"a job must be a JSON object, not {type(obj).__name__}")
+        raise InvalidJobError("", f"a job must be a JSON object, not {_json_type(obj)}")
+    check_values(obj)
     if "custom_id" in obj:
         return _from_batch_line(obj)
     data = {**(defaults or {}), **obj}
@@ -174,11 +264,17 @@ def parse_defaults(obj: Any) -> dict[str, Any]:
         raise InvalidJobError("defaults", "must be a JSON object")
     if "id" in obj:
         raise InvalidJobError("defaults.id", "ids cannot be defaulted")
+    check_values({"defaults": obj})
     try:
         JobSpec.model_validate({"prompt": "-", **obj} if "messages" not in obj else obj)
     except ValidationError as exc:
         raise _field_error(exc, "defaults.") from None
     return dict(obj)
+
+
+def _json_type(value: Any) -> str:
+    names = {list: "a list", str: "a string", bool: "a boolean", int: "a number", float: "a number"}
+    return "null" if value is None else names.get(type(value), "a number")
 
 
 def salvage(obj: Any, field: str, fallback: str) -> str:

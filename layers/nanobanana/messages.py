@@ -6,7 +6,6 @@ message attribute); anything else on the queue is a job a user sent straight to 
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,7 +13,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from pydantic import BaseModel, ConfigDict
 
 from nanobanana.errors import InvalidJobError
-from nanobanana.jobs import DEFAULT_SQS_BATCH, BatchName, Job, parse_job, salvage
+from nanobanana.jobs import DEFAULT_SQS_BATCH, BatchName, Job, loads, parse_job, salvage
 
 ORIGIN_ATTRIBUTE = "nanobanana-origin"
 ORIGIN_INGEST = "ingest"
@@ -75,9 +74,9 @@ def read_message(record: SQSRecord) -> Work:
         )
     source = {"queue": record.event_source_arn.rsplit(":", 1)[-1], "message_id": record.message_id}
     try:
-        obj = json.loads(record.body)
-    except json.JSONDecodeError as exc:
-        error = InvalidJobError("", f"the message body is not valid JSON ({exc.msg} at column {exc.colno})")
+        obj = loads(record.body)
+    except InvalidJobError as unreadable:
+        error = InvalidJobError("", f"the message body is {unreadable.detail}")
         return Work(record.message_id, DEFAULT_SQS_BATCH, SQS_UPLOAD, source, None, error, receive_count)
     try:
         job = parse_job(obj, fallback_id=record.message_id)

@@ -10,13 +10,14 @@ import pytest
 from nanobanana.files import FileError, ParsedLine, batch_name, check_size, extension_of, read_jobs
 
 
-def lines(text: str | bytes) -> Iterator[bytes]:
+def chunks(text: str | bytes, size: int = 7) -> Iterator[bytes]:
+    """The file as S3 streams it: in chunks that fall anywhere, inside lines and characters."""
     data = text.encode() if isinstance(text, str) else text
-    return iter(data.splitlines(keepends=True))
+    return (data[i : i + size] for i in range(0, len(data), size))
 
 
-def parse(text: str | bytes, ext: str, max_jobs: int = 100) -> list[ParsedLine]:
-    return list(read_jobs(lines(text), ext, max_jobs=max_jobs))
+def parse(text: str | bytes, ext: str, max_jobs: int = 100, max_file_bytes: int = 10**6) -> list[ParsedLine]:
+    return list(read_jobs(chunks(text), ext, max_jobs=max_jobs, max_file_bytes=max_file_bytes))
 
 
 def test_batch_name_and_extension() -> None:
@@ -64,7 +65,7 @@ def test_duplicate_ids_in_one_file() -> None:
     parsed = parse('{"id": "a", "prompt": "x"}\n{"id": "a", "prompt": "y"}\n', ".jsonl")
     assert parsed[0].job is not None
     assert parsed[1].error is not None and "line 1" in parsed[1].error.message
-    assert parsed[1].id == "00002"  # never filed over the first job's result
+    assert parsed[1].id == "line00002..duplicate"  # never filed over the first job's result
 
 
 def test_json_forms() -> None:
@@ -113,6 +114,14 @@ def test_csv_columns_are_job_fields() -> None:
     assert third.error is not None and third.error.field == "aspect_ratio" and third.id == "00003"
 
 
+def test_csv_numbers_are_read_as_json_numbers() -> None:
+    parsed = parse("prompt,seed,temperature,max_tokens\na,7,0.5,100\nb,seven,,\nc,,NaN,\nd,,,true\n", ".csv")
+    assert parsed[0].job is not None and (parsed[0].job.seed, parsed[0].job.temperature) == (7, 0.5)
+    assert parsed[1].error is not None and parsed[1].error.message.startswith("seed: must be a number")
+    assert parsed[2].error is not None and "NaN is not a number" in parsed[2].error.message
+    assert parsed[3].error is not None and parsed[3].error.field == "max_tokens"
+
+
 def test_csv_without_prompt_column() -> None:
     with pytest.raises(FileError, match="'prompt' column"):
         parse("text,seed\nx,1\n", ".csv")
@@ -140,7 +149,7 @@ def test_a_large_file_streams() -> None:
             produced += 1
             yield f"prompt number {n}\n".encode()
 
-    jobs = read_jobs(source(), ".txt", max_jobs=100_000)
+    jobs = read_jobs(source(), ".txt", max_jobs=100_000, max_file_bytes=10**8)
     first = next(jobs)
     assert first.id == "00001" and produced == 1
     assert sum(1 for _ in jobs) == 99_999

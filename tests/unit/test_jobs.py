@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from nanobanana.errors import ErrorType, InvalidJobError
-from nanobanana.jobs import default_id, parse_defaults, parse_job, salvage
+from nanobanana.jobs import default_id, loads, parse_defaults, parse_job, salvage
 
 BATCH_LINE = {
     "custom_id": "req-1",
@@ -80,6 +80,22 @@ def test_openai_batch_line_passes_other_parameters() -> None:
         ({}, "prompt"),
         ({"prompt": "x", "messages": [{"role": "user", "content": "y"}]}, "prompt"),
         ({"messages": [{"role": "robot", "content": "y"}]}, "messages.0.role"),
+        ({"prompt": "x", "id": "a\n"}, "id"),
+        ({"prompt": "x", "id": "."}, "id"),
+        ({"prompt": "x", "id": "_ingest_error"}, "id"),
+        ({"prompt": "x", "id": "_batch"}, "id"),
+        ({"prompt": "x", "id": "_Results"}, "id"),
+        ({"prompt": "x", "id": "_failed"}, "id"),
+        ({"prompt": "x", "batch": "cats\n"}, "batch"),
+        ({"prompt": "x", "images": ["inputs/a.png\n"]}, "images.0"),
+        ({"prompt": "x", "seed": "1"}, "seed"),
+        ({"prompt": "x", "seed": 1.5}, "seed"),
+        ({"prompt": "x", "max_tokens": True}, "max_tokens"),
+        ({"prompt": "x", "temperature": "0.5"}, "temperature"),
+        ({"prompt": "x", "temperature": float("nan")}, "temperature"),
+        ({"prompt": 7}, "prompt"),
+        ({**BATCH_LINE, "custom_id": "_batch"}, "custom_id"),
+        ({**BATCH_LINE, "body": {"messages": [{"role": "user", "content": "x"}], "seed": "3"}}, "body.seed"),
         ({**BATCH_LINE, "url": "/v1/embeddings"}, "url"),
         ({**BATCH_LINE, "extra": 1}, "extra"),
         (
@@ -94,6 +110,18 @@ def test_bad_jobs_name_their_field(obj: dict[str, Any], field: str) -> None:
     assert caught.value.field == field
     assert caught.value.type is ErrorType.INVALID_JOB
     assert caught.value.message.startswith(f"{field}: ")
+
+
+def test_nan_is_named_not_misread() -> None:
+    with pytest.raises(InvalidJobError, match="temperature: Input should be a finite number"):
+        parse_job({"prompt": "x", "temperature": float("nan")})
+    with pytest.raises(InvalidJobError, match="temperature: NaN is not a number"):
+        parse_job(loads('{"prompt": "x", "temperature": NaN}'))
+
+
+def test_ids_that_look_like_the_pipeline_s_names_but_are_not_are_fine() -> None:
+    assert parse_job({"prompt": "x", "id": "_batch2"}).id == "_batch2"
+    assert parse_job({"prompt": "x", "id": ".hidden"}).id == ".hidden"
 
 
 def test_a_job_must_be_an_object() -> None:
