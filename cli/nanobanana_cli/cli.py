@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import math
 import os
 import socket
 import sys
@@ -24,8 +25,18 @@ from moto import mock_aws
 from tqdm import tqdm
 
 from nanobanana.config import Settings
-from nanobanana.files import PROMPTS_PREFIX, FileError, check_size, extension_of, read_jobs
-from nanobanana.storage import INPUTS_PREFIX, OUTPUTS_PREFIX
+from nanobanana.errors import InvalidJobError
+from nanobanana.files import (
+    PROMPTS_PREFIX,
+    FileError,
+    batch_name,
+    check_size,
+    extension_of,
+    read_jobs,
+    size_limit,
+)
+from nanobanana.ingest import message_body
+from nanobanana.storage import INPUTS_PREFIX, OUTPUTS_PREFIX, READ_CHUNK_BYTES
 from nanobanana_cli.gallery import write_gallery
 from nanobanana_cli.outputs import StackError
 from nanobanana_cli.report import format_report, load_results, summarize, summary_line
@@ -71,6 +82,13 @@ def _positive(value: str) -> int:
     return number
 
 
+def _price(value: str) -> float:
+    price = float(value)
+    if not math.isfinite(price) or price < 0:
+        raise argparse.ArgumentTypeError(f"must be a price in USD, 0 or more, not {value}")
+    return price
+
+
 def _parser() -> _Parser:
     parser = _Parser(prog="nanobanana", description="Nano Banana batch image pipeline, offline tools.")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -94,7 +112,7 @@ def _parser() -> _Parser:
     add_commands(commands)
     check = commands.add_parser("check", help="validate prompt files as ingest would, offline")
     check.add_argument("files", nargs="+", type=_existing_file, metavar="FILE")
-    check.add_argument("--price", type=float, default=Settings.model_fields["price_per_image_usd"].default)
+    check.add_argument("--price", type=_price, default=Settings.model_fields["price_per_image_usd"].default)
     return parser
 
 
@@ -141,25 +159,41 @@ def _up(args: argparse.Namespace) -> int:
 
 def check(files: Sequence[Path], *, price: float) -> int:
     """Read each file exactly as ingest does; print every bad line, the job count and what it would cost."""
-    defaults = Settings.model_fields
-    max_bytes: int = defaults["max_file_bytes"].default
-    max_jobs: int = defaults["max_jobs_per_file"].default
     jobs = bad = 0
     for path in files:
         try:
-            check_size(path.stat().st_size, max_bytes)
-            with path.open("rb") as stream:
-                for parsed in read_jobs(stream, extension_of(path.name), max_jobs=max_jobs):
-                    if parsed.error is not None:
-                        bad += 1
-                        print(f"{path}:{parsed.line}: {parsed.error}")
-                    else:
-                        jobs += 1
-        except FileError as error:
+            problems, count = _check_file(path)
+        except (FileError, OSError) as error:
             bad += 1
             print(f"{path}: cannot be read: {error}")
+            continue
+        for problem in problems:
+            print(problem)
+        bad += len(problems)
+        jobs += count
     print(f"{jobs} jobs, {bad} problems, estimated cost ${jobs * price:.2f} (at ${price} per image)")
     return EXIT_FAILED if bad else EXIT_OK
+
+
+def _check_file(path: Path) -> tuple[list[str], int]:
+    """A file's bad lines and its good jobs; FileError if ingest would reject it whole (no job counted)."""
+    defaults = Settings.model_fields
+    max_bytes: int = defaults["max_file_bytes"].default
+    extension = extension_of(path.name)
+    check_size(path.stat().st_size, size_limit(extension, max_bytes))
+    key = PROMPTS_PREFIX + path.name
+    problems, jobs = [], 0
+    with path.open("rb") as stream:
+        chunks = iter(lambda: stream.read(READ_CHUNK_BYTES), b"")
+        max_jobs: int = defaults["max_jobs_per_file"].default
+        for parsed in read_jobs(chunks, extension, max_jobs=max_jobs, max_file_bytes=max_bytes):
+            source = {"bucket": "check", "key": key, "line": parsed.line}
+            try:
+                message_body(parsed, batch=batch_name(key), source=source, upload="check")
+                jobs += 1
+            except InvalidJobError as error:
+                problems.append(f"{path}:{parsed.line}: {error}")
+    return problems, jobs
 
 
 # -- local ---------------------------------------------------------------------------------------------
