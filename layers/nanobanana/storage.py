@@ -51,8 +51,16 @@ class Storage:
         return head.get("VersionId") or head["ETag"].strip('"')
 
     def read_input(self, ref: str, max_bytes: int) -> bytes:
-        """An input image by key in this bucket or `s3://bucket/key`; INPUT_ERROR if missing or too big."""
+        """An input image by key in this bucket or `s3://bucket/key`; INPUT_ERROR if missing or too big.
+
+        In this bucket only `inputs/` is read, as the deployed role allows: the same answer locally.
+        """
         bucket, key = (ref[5:].split("/", 1)) if ref.startswith("s3://") else (self.bucket, ref)
+        if bucket == self.bucket and not key.startswith(INPUTS_PREFIX):
+            raise PipelineError(
+                ErrorType.INPUT_ERROR,
+                f"input image {ref} is not under {INPUTS_PREFIX}: the pipeline reads input images only there",
+            )
         try:
             head = self.s3.head_object(Bucket=bucket, Key=key)
             if head["ContentLength"] > max_bytes:
