@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from nanobanana.config import Settings
 from nanobanana.files import PROMPTS_PREFIX, FileError, batch_name, extension_of, read_jobs
-from nanobanana.storage import INGEST_ERROR_FILE, output_key
+from nanobanana.storage import INGEST_ERROR_FILE, READ_CHUNK_BYTES, output_key
 from nanobanana_cli.gallery import write_gallery
 from nanobanana_cli.outputs import StackError, Target, connect, describe, explain
 from nanobanana_cli.report import load_results, summarize, summary_line
@@ -205,9 +205,10 @@ class Tracker:
             )["Body"]
             try:
                 jobs = read_jobs(
-                    body.iter_lines(keepends=True),
+                    body.iter_chunks(READ_CHUNK_BYTES),
                     extension_of(self.run.key),
                     max_jobs=Settings.model_fields["max_jobs_per_file"].default,
+                    max_file_bytes=Settings.model_fields["max_file_bytes"].default,
                 )
                 self._total = sum(1 for _ in jobs)
             except FileError:
