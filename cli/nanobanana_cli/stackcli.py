@@ -146,6 +146,7 @@ class Tracker:
         self.run = run
         self._records: dict[tuple[str, str], dict[str, Any]] = {}
         self._total: int | None = None
+        self._unreadable = False
 
     def progress(self) -> Progress:
         folder = output_key(self.run.batch, "")
@@ -159,11 +160,11 @@ class Tracker:
                 completed=True,
                 errors={str(k): int(v) for k, v in (summary.get("errors") or {}).items()},
             )
-        records = self._records_of_this_run(folder)
-        rejected = next((r for r in records if r.get("_file") == INGEST_ERROR_FILE), None)
-        if rejected is not None:
+        rejected = self.remote.json(folder + INGEST_ERROR_FILE)
+        if rejected is not None and str(rejected.get("upload")) == self.run.upload:
             error = rejected.get("error") or {}
             return Progress(total=0, completed=True, rejected=str(error.get("message", error)))
+        records = self._records_of_this_run(folder)
         succeeded = sum(1 for record in records if record.get("status") == "succeeded")
         errors: dict[str, int] = {}
         for record in records:
@@ -176,7 +177,7 @@ class Tracker:
             succeeded=succeeded,
             failed=len(records) - succeeded,
             cost_usd=sum(float(record.get("cost_usd") or 0.0) for record in records),
-            completed=len(records) >= total,
+            completed=total is not None and len(records) >= total,
             errors=errors,
         )
 
@@ -185,21 +186,19 @@ class Tracker:
         found = []
         for item in self.remote.keys(folder):
             name = item["Key"].removeprefix(folder)
-            is_record = name.endswith(".json") and "/" not in name
-            if not is_record or (name.startswith("_") and name != INGEST_ERROR_FILE):
-                continue
-            if item["LastModified"] < self.run.uploaded_at:
+            is_record = name.endswith(".json") and "/" not in name and not name.startswith("_")
+            if not is_record or item["LastModified"] < self.run.uploaded_at:
                 continue
             cache_key = (item["Key"], item["ETag"])
             if cache_key not in self._records:
-                record = self.remote.json(item["Key"]) or {}
-                self._records[cache_key] = {**record, "_file": name}
+                self._records[cache_key] = self.remote.json(item["Key"]) or {}
             found.append(self._records[cache_key])
         return found
 
-    def total(self) -> int:
-        """Every job of the uploaded file, valid or not: each ends with a record."""
-        if self._total is None:
+    def total(self) -> int | None:
+        """Every job of the uploaded file, valid or not: each ends with a record (None: the file is
+        unreadable as a whole, and the run ends with its `_ingest_error.json`)."""
+        if self._total is None and not self._unreadable:
             body = self.remote.s3.get_object(
                 Bucket=self.remote.bucket, Key=self.run.key, VersionId=self.run.upload
             )["Body"]
@@ -212,7 +211,7 @@ class Tracker:
                 )
                 self._total = sum(1 for _ in jobs)
             except FileError:
-                self._total = 0  # the pipeline rejects it too: its _ingest_error.json ends the run
+                self._unreadable = True
         return self._total
 
 

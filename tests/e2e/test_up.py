@@ -153,6 +153,22 @@ def test_submit_watch_status_fetch_and_retry(
     assert "no _failed.jsonl yet" in capsys.readouterr().err
 
 
+def test_a_file_rejected_whole_ends_its_run_as_failed(
+    service: Service, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_ENDPOINT_URL", service.endpoint)
+    empty = tmp_path / "empty.txt"
+    empty.write_text("# nothing but a comment\n")
+    assert main(["submit", str(empty), "--wait"]) == 1
+    assert "empty: the file was rejected whole: the file holds no jobs" in capsys.readouterr().out
+    assert main(["status", "empty"]) == 0
+    assert "rejected: the file holds no jobs" in capsys.readouterr().out
+    unsupported = tmp_path / "notes.md"
+    unsupported.write_text("a cat\n")
+    assert main(["submit", str(unsupported)]) == 2
+    assert "notes.md: unsupported file extension '.md'" in capsys.readouterr().err
+
+
 def test_batch_not_found_is_one_line(
     service: Service, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
