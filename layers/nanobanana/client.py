@@ -24,6 +24,7 @@ from nanobanana.bodies import ACCEPT_ENCODING, iter_body, read_body
 from nanobanana.config import Dialect
 from nanobanana.dialects import build_request, resolve_dialect
 from nanobanana.errors import ErrorType, PipelineError
+from nanobanana.fetching import Resolver, UrlGuard, fetch, origin, shorten, system_resolver
 from nanobanana.images import GeneratedImage, InputImage, to_image
 from nanobanana.jobs import Job
 from nanobanana.redaction import redact
@@ -125,13 +126,14 @@ class GatewayClient:
         transport: httpx.AsyncBaseTransport | None = None,
         clock: Clock | None = None,
         rng: random.Random | None = None,
+        resolver: Resolver = system_resolver,
     ) -> None:
         self._config = config
         self._clock: Clock = clock or SystemClock()
         self._backoff = Backoff(config.backoff_base, config.backoff_cap, rng)
         self._dialect = resolve_dialect(config.dialect, config.base_url)
         self._endpoint = chat_completions_url(config.base_url)
-        self._origin = _origin(self._endpoint)
+        self._origin = origin(self._endpoint)
         self._secrets = (config.api_key,)
         # The key is sent per request, to the gateway's own host only: image URLs may point elsewhere.
         self._auth = {"Authorization": f"Bearer {config.api_key}"}
@@ -144,6 +146,16 @@ class GatewayClient:
             headers={"User-Agent": "nanobanana-pipeline", "Accept-Encoding": ACCEPT_ENCODING},
         )
         self._slots = asyncio.Semaphore(config.max_concurrency)
+        # Image URLs come from strangers: their own client, no proxy from the environment (the guard
+        # checks the address connected to), no redirects but the guard's, no connection reused.
+        self._downloads_http = httpx.AsyncClient(
+            transport=transport,
+            trust_env=False,
+            follow_redirects=False,
+            limits=httpx.Limits(max_keepalive_connections=0),
+            headers={"User-Agent": "nanobanana-pipeline", "Accept-Encoding": ACCEPT_ENCODING},
+        )
+        self._guard = UrlGuard(resolver, trusted=[self._origin])
 
     @property
     def config(self) -> GatewayConfig:
@@ -159,6 +171,7 @@ class GatewayClient:
 
     async def aclose(self) -> None:
         await self._http.aclose()
+        await self._downloads_http.aclose()
 
     async def generate(self, job: Job, inputs: Sequence[InputImage], deadline: Deadline) -> Success | Failure:
         """Call the gateway for one job, retrying within the deadline; never raises PipelineError.
@@ -170,11 +183,17 @@ class GatewayClient:
     ) -> Success | Failure:
         config = self._config
         try:
+            await self._check_inputs(inputs)
             body = json.dumps(
                 build_request(job, model=config.model, dialect=self._dialect, inputs=inputs)
             ).encode()
         except PipelineError as exc:
             return Failure(exc, attempts=0, latency_ms=0, retries=[], retry_after=None)
+        except TimeoutError:
+            slow = PipelineError(
+                ErrorType.INPUT_ERROR, "the names of the https input images do not resolve in time"
+            )
+            return Failure(slow, attempts=0, latency_ms=0, retries=[], retry_after=None)
         if deadline.remaining() < config.min_attempt_seconds:
             late = PipelineError(ErrorType.TIMEOUT, "no time left in this invocation to call the gateway")
             return Failure(late, attempts=0, latency_ms=0, retries=[], retry_after=0.0)
@@ -333,32 +352,36 @@ class GatewayClient:
         )
 
     async def _download(self, url: str, deadline: Deadline) -> GeneratedImage:
-        """An image the answer linked to, read up to max_image_bytes within download_timeout."""
-        cap = self._config.max_image_bytes
+        """An image the answer linked to, read up to max_image_bytes within download_timeout, from a
+        public https address only (see fetching); the key goes only to the gateway's own origin."""
         limit = min(self._config.download_timeout, deadline.remaining())
-        shown = _shorten(url)
+        shown = shorten(url)
         try:
-            headers = self._auth if _origin(url) == self._origin else None
-            async with (
-                asyncio.timeout(limit),
-                self._http.stream("GET", url, headers=headers, timeout=self._timeouts(limit)) as response,
-            ):
-                if not response.is_success:
-                    raise PipelineError(
-                        ErrorType.BAD_RESPONSE,
-                        f"the image at {shown} answered HTTP {response.status_code}",
-                        status_code=response.status_code,
-                    )
-                data = await read_body(response, cap, what=f"the image at {shown}")
+            async with asyncio.timeout(limit):
+                data = await fetch(
+                    self._downloads_http,
+                    self._guard,
+                    url,
+                    limit=self._config.max_image_bytes,
+                    headers=self._auth if origin(url) == self._origin else None,
+                )
         except TimeoutError:
             raise PipelineError(ErrorType.TIMEOUT, f"downloading {shown} took over {limit:.0f} s") from None
-        except (httpx.InvalidURL, ValueError):
+        except httpx.InvalidURL:
             raise PipelineError(
                 ErrorType.BAD_RESPONSE, f"an image URL that cannot be fetched: {shown}"
             ) from None
         except httpx.RequestError as exc:
             raise self._transport_error(exc, f"downloading {shown}") from None
         return to_image(data, source=f"the file at {shown}")
+
+    async def _check_inputs(self, inputs: Sequence[InputImage]) -> None:
+        """https inputs are fetched by the gateway, which may sit inside a private network (a LiteLLM
+        proxy in a VPC): they must point where the pipeline itself would fetch from."""
+        async with asyncio.timeout(self._config.connect_timeout):
+            for image in inputs:
+                if image.url is not None:
+                    await self._guard.pin(image.url, ErrorType.INPUT_ERROR)
 
     async def _read_answer(self, response: httpx.Response) -> bytes:
         """The body of a successful answer, read within max_answer_bytes. A body cut short is an
@@ -396,14 +419,3 @@ async def _error_body(response: httpx.Response) -> bytes:
     except PipelineError:
         pass
     return bytes(body[:MAX_ERROR_BODY])
-
-
-def _origin(url: str) -> tuple[str, str]:
-    parts = urlsplit(url)
-    return parts.scheme.lower(), parts.netloc.lower()
-
-
-def _shorten(url: str) -> str:
-    """A URL fit for a message: no query string (signed URLs carry tokens), at most 120 characters."""
-    bare = url.split("?", 1)[0].split("#", 1)[0]
-    return bare if len(bare) <= 120 else bare[:117] + "..."

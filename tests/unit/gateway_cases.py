@@ -15,6 +15,18 @@ WEBP = b"RIFF\x24\x00\x00\x00WEBPVP8 " + b"\x00" * 20
 GIF = b"GIF89a\x01\x00\x01\x00" + b"\x00" * 20
 
 API_KEY = "sk-test-0123456789abcdef"
+#: Where every name resolves in client tests: a public address, never contacted (httpx.MockTransport
+#: answers every request; a test never resolves a name through the network).
+PUBLIC_ADDRESS = "93.184.215.14"
+
+
+async def public_resolver(host: str, port: int) -> list[str]:
+    return [PUBLIC_ADDRESS]
+
+
+def requested_url(request: Any) -> str:
+    """The URL a request was made for: a pinned request goes to an address, its name is in Host."""
+    return f"{request.url.scheme}://{request.headers['host']}{request.url.raw_path.decode()}"
 
 
 def b64(data: bytes) -> str:

@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
-from gateway_cases import API_KEY, JPEG, PNG, FakeClock, completion, data_url
+from gateway_cases import API_KEY, JPEG, PNG, FakeClock, completion, data_url, public_resolver, requested_url
 
 from nanobanana.client import (
     Failure,
@@ -51,7 +51,7 @@ class Gateway:
     def __call__(self, request: httpx.Request) -> httpx.Response:
         if request.method == "GET":
             self.gets.append(request)
-            file = self.files[str(request.url)]
+            file = self.files[requested_url(request)]
             if isinstance(file, Exception):
                 raise file
             return file
@@ -73,7 +73,10 @@ async def run(
     clock = clock or FakeClock()
     settings = GatewayConfig(**{"base_url": BASE, "api_key": API_KEY, **config})
     transport = httpx.MockTransport(gateway)
-    async with GatewayClient(settings, transport=transport, clock=clock, rng=random.Random(3)) as client:
+    client = GatewayClient(
+        settings, transport=transport, clock=clock, rng=random.Random(3), resolver=public_resolver
+    )
+    async with client:
         return await client.generate(JOB, inputs or [], Deadline.after(seconds, clock))
 
 
@@ -350,7 +353,10 @@ async def test_a_download_that_may_recover_is_retried_alone() -> None:
     )
     clock = FakeClock()
     settings = GatewayConfig(base_url=BASE, api_key=API_KEY)
-    async with GatewayClient(settings, transport=transport, clock=clock, rng=random.Random(3)) as client:
+    client = GatewayClient(
+        settings, transport=transport, clock=clock, rng=random.Random(3), resolver=public_resolver
+    )
+    async with client:
         result = succeeded(await client.generate(JOB, [], Deadline.after(300.0, clock)))
     assert [image.data for image in result.images] == [PNG]
     assert (len(gateway.posts), result.attempts) == (1, 1)
