@@ -52,10 +52,8 @@ def _environment() -> dict[str, str]:
     return env
 
 
-@pytest.fixture(scope="module")
-def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
-    """`nanobanana up --port 0` as a user starts it; Ctrl-C at the end must stop it cleanly."""
-    log = tmp_path_factory.mktemp("up") / "up.log"
+def start(log: Path) -> Service:
+    """`nanobanana up --port 0` as a user starts it, once it has printed its banner."""
     process = subprocess.Popen(
         [str(Path(sys.executable).parent / "nanobanana"), "up", "--port", "0", "--log", str(log)],
         stdout=subprocess.PIPE,
@@ -72,11 +70,22 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
         banner.append(line.rstrip("\n"))
     endpoint = next(m.group(2) for line in banner if (m := BANNER.match(line)))
     outputs = {m.group(1): m.group(2) for line in banner if (m := OUTPUT_LINE.match(line))}
-    yield Service(process, endpoint, outputs, banner)
-    process.send_signal(signal.SIGINT)
-    out, err = process.communicate(timeout=30)
-    assert process.returncode == 0, err
-    assert "Traceback" not in err and "Stopped" in out, (out, err)
+    return Service(process, endpoint, outputs, banner)
+
+
+def interrupt(service: Service) -> tuple[str, str]:
+    """Ctrl-C, as a terminal sends it; what the process printed after its banner."""
+    service.process.send_signal(signal.SIGINT)
+    out, err = service.process.communicate(timeout=60)
+    return out, err
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    running = start(tmp_path_factory.mktemp("up") / "up.log")
+    yield running
+    _, err = interrupt(running)
+    assert running.process.returncode == 0 and "Traceback" not in err, err
 
 
 def _until(found: Callable[[], Any], what: str) -> Any:
@@ -224,3 +233,32 @@ def test_the_readmes_python_snippet_works_against_it(
     record = _until(lambda: _record(s3, bucket, "outputs/adhoc/logo-1.json"), "the README job's record")
     assert record["status"] == "succeeded"
     assert _until(lambda: _record(s3, bucket, "outputs/cats/00002.json"), "the README file's record")
+
+
+def _answers(url: str) -> bool:
+    host, port = url.removeprefix("http://").split(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=2).close()
+    except OSError:
+        return False
+    return True
+
+
+def test_ctrl_c_while_jobs_run_stops_everything_cleanly(tmp_path: Path) -> None:
+    running = start(tmp_path / "up.log")
+    standin = re.search(r"stand-in gateway at (http://127\.0\.0\.1:\d+)", "\n".join(running.banner))
+    assert standin is not None and _answers(running.endpoint) and _answers(standin.group(1))
+    body = "".join(f"a cat number {n}\n" for n in range(20)).encode()
+    running.client("s3").put_object(Bucket=running.outputs["BucketName"], Key="prompts/many.txt", Body=body)
+    _until(
+        lambda: (
+            running.client("s3")
+            .list_objects_v2(Bucket=running.outputs["BucketName"], Prefix="outputs/many/")
+            .get("KeyCount")
+        ),
+        "the first result",
+    )
+    out, err = interrupt(running)
+    assert running.process.returncode == 0, err
+    assert "Traceback" not in err and "Stopped" in out, (out, err)
+    assert not _answers(running.endpoint) and not _answers(standin.group(1))  # nothing left listening
