@@ -37,3 +37,12 @@ def tiny_png() -> bytes:
     buffer = io.BytesIO()
     Image.new("RGB", (8, 8), (250, 220, 40)).save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+@pytest.fixture(autouse=True)
+def _forget_gateways() -> Iterator[None]:
+    """What one test's gateway taught the client (a dialect, a web page) must not steer the next test."""
+    from nanobanana.client import forget_gateways
+
+    yield
+    forget_gateways()

@@ -13,7 +13,7 @@ import itertools
 import json
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import astuple, dataclass, field, fields, replace
 from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit
@@ -22,14 +22,32 @@ import httpx
 
 from nanobanana.bodies import ACCEPT_ENCODING, iter_body, read_body
 from nanobanana.config import Dialect
-from nanobanana.dialects import build_request, resolve_dialect
-from nanobanana.errors import ErrorType, PipelineError
+from nanobanana.dialects import (
+    RequestDialect,
+    build_request,
+    forget_dialects,
+    learn_dialect,
+    learned_dialect,
+    other_dialect,
+    resolve_dialect,
+)
+from nanobanana.errors import ErrorType, PipelineError, Said
 from nanobanana.fetching import Resolver, UrlGuard, fetch, origin, shorten, system_resolver
 from nanobanana.images import GeneratedImage, InputImage, to_image
 from nanobanana.jobs import Job
 from nanobanana.redaction import redact
-from nanobanana.responses import MAX_IMAGE_BYTES, MAX_IMAGES, Answer, classify_http_error, parse_body
+from nanobanana.responses import (
+    MAX_IMAGE_BYTES,
+    MAX_IMAGES,
+    Answer,
+    NotAGateway,
+    classify_http_error,
+    not_a_gateway,
+    parse_body,
+    parse_response,
+)
 from nanobanana.retry import Backoff, Clock, Deadline, SystemClock
+from nanobanana.streaming import assemble, is_event_stream
 
 __all__ = [
     "Failure",
@@ -39,6 +57,7 @@ __all__ = [
     "InputImage",
     "Success",
     "chat_completions_url",
+    "forget_gateways",
 ]
 
 DEFAULT_MODEL = "gemini-2.5-flash-image-preview"
@@ -54,6 +73,8 @@ class GatewayConfig:
     api_key: str = field(repr=False)
     model: str = DEFAULT_MODEL
     dialect: Dialect = "auto"
+    #: Ask for an event stream (`"stream": true`), for gateways that answer image models only that way.
+    stream: bool = False
     price_per_image_usd: float = 0.039
     connect_timeout: float = 10.0
     read_timeout: float = 120.0
@@ -93,6 +114,8 @@ class Success:
     latency_ms: int
     cost_usd: float
     retries: list[ErrorType]
+    #: What the user should know about an image that came (e.g. not the aspect ratio asked for).
+    warnings: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -108,6 +131,16 @@ class Failure:
     retry_after: float | None
     #: what the answers that were paid for cost (an answer whose images could not be kept)
     cost_usd: float = 0.0
+
+
+#: Endpoints that answered with a web page, not JSON: not called again until the monotonic time held.
+_SHUNNED: dict[str, tuple[float, PipelineError]] = {}
+
+
+def forget_gateways() -> None:
+    """Forget what gateways taught this process (dialects, web pages): for tests."""
+    _SHUNNED.clear()
+    forget_dialects()
 
 
 def chat_completions_url(base_url: str) -> str:
@@ -131,7 +164,6 @@ class GatewayClient:
         self._config = config
         self._clock: Clock = clock or SystemClock()
         self._backoff = Backoff(config.backoff_base, config.backoff_cap, rng)
-        self._dialect = resolve_dialect(config.dialect, config.base_url)
         self._endpoint = chat_completions_url(config.base_url)
         self._origin = origin(self._endpoint)
         self._secrets = (config.api_key,)
@@ -182,11 +214,10 @@ class GatewayClient:
         self, job: Job, inputs: Sequence[InputImage], deadline: Deadline
     ) -> Success | Failure:
         config = self._config
+        dialect = self._dialect()
         try:
             await self._check_inputs(inputs)
-            body = json.dumps(
-                build_request(job, model=config.model, dialect=self._dialect, inputs=inputs)
-            ).encode()
+            body = self._body(job, inputs, dialect)
         except PipelineError as exc:
             return Failure(exc, attempts=0, latency_ms=0, retries=[], retry_after=None)
         except TimeoutError:
@@ -194,11 +225,15 @@ class GatewayClient:
                 ErrorType.INPUT_ERROR, "the names of the https input images do not resolve in time"
             )
             return Failure(slow, attempts=0, latency_ms=0, retries=[], retry_after=None)
+        shunned = self._shunned()
+        if shunned is not None:
+            return Failure(shunned[0], attempts=0, latency_ms=0, retries=[], retry_after=shunned[1])
         if deadline.remaining() < config.min_attempt_seconds:
             late = PipelineError(ErrorType.TIMEOUT, "no time left in this invocation to call the gateway")
             return Failure(late, attempts=0, latency_ms=0, retries=[], retry_after=0.0)
         retries: list[ErrorType] = []
         bad_responses = 0
+        switched = False
         while True:
             start = self._clock.monotonic()
             try:
@@ -208,6 +243,16 @@ class GatewayClient:
             else:
                 return await self._keep(answer, len(retries) + 1, start, retries, deadline)
             attempts, latency_ms = len(retries) + 1, self._since(start)
+            fallback = None if switched else self._fallback(dialect, error)
+            if fallback is not None:
+                # a rejected request is not paid: the same request once more, in the other dialect
+                dialect, switched = fallback, True
+                body = self._body(job, inputs, dialect)
+                retries.append(error.type)
+                continue
+            shun = self._shun(error)
+            if shun is not None:
+                return Failure(error, attempts, latency_ms, retries, retry_after=shun)
             bad_responses += error.type == ErrorType.BAD_RESPONSE
             if error.type == ErrorType.BAD_RESPONSE and bad_responses > config.max_bad_response_retries:
                 # The same unreadable answer again and again: a redelivery would pay for it once more.
@@ -216,6 +261,7 @@ class GatewayClient:
                     f"{error.detail} (unreadable answers: {bad_responses})",
                     status_code=error.status_code,
                     retryable=False,
+                    said=error.said,
                 )
             if not error.retryable:
                 return Failure(error, attempts, latency_ms, retries, retry_after=None)
@@ -303,15 +349,53 @@ class GatewayClient:
         }
         if isinstance(outcome, Failure):
             error = outcome.error
+            said = error.said and Said(
+                *(redact(value, self._secrets) if value else value for value in astuple(error.said))
+            )
             clean = PipelineError(
                 error.type,
                 redact(error.detail, self._secrets),
                 status_code=error.status_code,
                 retryable=error.retryable,
                 retry_after=error.retry_after,
+                advice=error.advice,
+                said=said,
             )
             return replace(outcome, error=clean, **texts)
         return replace(outcome, **texts)
+
+    def _dialect(self) -> RequestDialect:
+        """The configured dialect, or for `auto` what the endpoint taught or its host is known for."""
+        if self._config.dialect == "auto":
+            return learned_dialect(self._endpoint) or resolve_dialect("auto", self._config.base_url)
+        return self._config.dialect
+
+    def _body(self, job: Job, inputs: Sequence[InputImage], dialect: RequestDialect) -> bytes:
+        config = self._config
+        request = build_request(job, model=config.model, dialect=dialect, inputs=inputs, stream=config.stream)
+        return json.dumps(request).encode()
+
+    def _fallback(self, dialect: RequestDialect, error: PipelineError) -> RequestDialect | None:
+        """Under `auto`, the other dialect when the gateway rejected a field of this one (learned)."""
+        if self._config.dialect != "auto" or error.status_code != 400:
+            return None
+        other = other_dialect(dialect, error.detail)
+        if other is not None:
+            learn_dialect(self._endpoint, other)
+        return other
+
+    def _shun(self, error: PipelineError) -> float | None:
+        """After a web page where the gateway's JSON belongs: no call to this endpoint for a while."""
+        if not isinstance(error, NotAGateway) or error.retry_after is None:
+            return None
+        _SHUNNED[self._endpoint] = (self._clock.monotonic() + error.retry_after, error)
+        return error.retry_after
+
+    def _shunned(self) -> tuple[PipelineError, float] | None:
+        """The error and the seconds left while this endpoint is shunned."""
+        held = _SHUNNED.get(self._endpoint)
+        left = held[0] - self._clock.monotonic() if held else 0.0
+        return (held[1], left) if held and left > 0 else None
 
     async def _attempt(self, body: bytes, deadline: Deadline) -> Answer:
         """One call, within the deadline: its answer (not yet downloaded), or PipelineError."""
@@ -336,6 +420,7 @@ class GatewayClient:
                             )
                         body = await self._read_answer(response)
                         kind = response.headers.get("content-type", "")
+                        streamed = is_event_stream(response.headers)
             except TimeoutError:
                 raise PipelineError(
                     ErrorType.TIMEOUT,
@@ -343,13 +428,13 @@ class GatewayClient:
                 ) from None
             except httpx.RequestError as exc:
                 raise self._transport_error(exc, "calling the gateway") from None
-        return parse_body(
-            body,
-            content_type=kind,
-            secrets=self._secrets,
-            max_images=self._config.max_images_per_answer,
-            max_image_bytes=self._config.max_image_bytes,
-        )
+        limits = {
+            "max_images": self._config.max_images_per_answer,
+            "max_image_bytes": self._config.max_image_bytes,
+        }
+        if streamed:
+            return parse_response(assemble(body.splitlines()), secrets=self._secrets, **limits)
+        return parse_body(body, content_type=kind, secrets=self._secrets, **limits)
 
     async def _download(self, url: str, deadline: Deadline) -> GeneratedImage:
         """An image the answer linked to, read up to max_image_bytes within download_timeout, from a
@@ -393,6 +478,9 @@ class GatewayClient:
             raise PipelineError(
                 ErrorType.BAD_RESPONSE, f"the gateway's answer was cut short ({type(exc).__name__})"
             ) from None
+        page = not_a_gateway(response.status_code, body, response.headers)
+        if page is not None:
+            raise page
         return body
 
     def _transport_error(self, exc: httpx.RequestError, doing: str) -> PipelineError:

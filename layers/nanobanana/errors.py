@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
@@ -33,14 +34,34 @@ ADVICE: dict[ErrorType, str] = {
     ErrorType.INVALID_JOB: "fix what the message names (a job's field, or the file) and submit it again",
 }
 
+#: The advice for a content_filtered answer that is text with no refusal: the gateway may be one that
+#: cannot return images at all (one-api keeps only the first text part), which no prompt fixes.
+NO_IMAGE_ADVICE = (
+    "no image came back; if no job gets one, the gateway does not pass images through (see the README's "
+    "gateway table for one that does), else rephrase the prompt"
+)
+
 #: Failures that another attempt may cure.
 RETRYABLE: frozenset[ErrorType] = frozenset(
     {ErrorType.RATE_LIMITED, ErrorType.SERVER_ERROR, ErrorType.TIMEOUT, ErrorType.BAD_RESPONSE}
 )
 
 
+@dataclass(frozen=True)
+class Said:
+    """What the gateway answered beside a failure (redacted): a failed record keeps it."""
+
+    model: str | None = None
+    finish_reason: str | None = None
+    text: str | None = None
+
+
 class PipelineError(Exception):
-    """A typed failure of one job; its fields are exactly the result record's `error` object."""
+    """A typed failure of one job; its fields are exactly the result record's `error` object.
+
+    `advice` replaces the type's usual advice where the cause is known better; `said` is what the
+    gateway answered (model, finish_reason, text), for the failed record.
+    """
 
     def __init__(
         self,
@@ -50,6 +71,8 @@ class PipelineError(Exception):
         status_code: int | None = None,
         retryable: bool | None = None,
         retry_after: float | None = None,
+        advice: str | None = None,
+        said: Said | None = None,
     ) -> None:
         self.type = error_type
         self.detail = detail
@@ -57,11 +80,13 @@ class PipelineError(Exception):
         self.retryable = error_type in RETRYABLE if retryable is None else retryable
         #: seconds the server asked us to wait before the next attempt, if it said
         self.retry_after = retry_after
+        self.advice = advice or ADVICE[error_type]
+        self.said = said
         super().__init__(self.message)
 
     @property
     def message(self) -> str:
-        return f"{self.detail}; {ADVICE[self.type]}"
+        return f"{self.detail}; {self.advice}"
 
     def to_record(self) -> dict[str, Any]:
         return {

@@ -39,8 +39,16 @@ def record(
     latency_ms: int = 0,
     cost_usd: float = 0.0,
     retries: Sequence[ErrorType] = (),
+    warnings: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """The contract's result record (plus `prompt` and `retries`, for the gallery and the report)."""
+    """The contract's result record (plus `prompt` and `retries`, for the gallery and the report).
+
+    A failure keeps what the gateway did say (`error.said`) where the caller gives nothing else.
+    """
+    if error is not None and error.said is not None:
+        model = model or error.said.model
+        finish_reason = finish_reason or error.said.finish_reason
+        text = text or error.said.text
     return {
         "id": work.id,
         "batch": work.batch,
@@ -57,4 +65,5 @@ def record(
         "metadata": work.metadata,
         "prompt": prompt_text(work.job),
         "retries": dict(Counter(str(t) for t in retries)),
+        "warnings": list(warnings),
     }

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import math
 import random
+import re
 import time
 from collections.abc import Callable, Mapping
 from datetime import UTC
@@ -79,14 +80,34 @@ class Backoff:
         return self._rng.uniform(0.0, self.ceiling(retry))
 
 
-def parse_retry_after(headers: Mapping[str, str], now: float) -> float | None:
-    """Seconds the server asked us to wait: `retry-after-ms`, else `Retry-After` as seconds or an HTTP
-    date (read against `now`, epoch seconds). None when absent or unreadable; never negative."""
+#: Headers that carry a wait in seconds or as an HTTP date, in the order they are believed. LiteLLM
+#: relays its upstream's headers prefixed with `llm_provider-` (litellm/litellm_core_utils/core_helpers.py,
+#: process_response_headers), so the upstream's Retry-After arrives as `llm_provider-retry-after`.
+RETRY_AFTER_HEADERS = ("retry-after", "llm_provider-retry-after")
+#: Google's RetryInfo detail in an error body (https://ai.google.dev/gemini-api/docs/rate-limits, the
+#: google.rpc.RetryInfo type): `"retryDelay": "56s"` or `"1.500s"`, also when a gateway quotes the body
+#: inside its own message (escaped quotes).
+_RETRY_DELAY = re.compile(r'retryDelay\\?"\s*:\s*\\?"(\d+(?:\.\d+)?)s')
+
+
+def parse_retry_after(headers: Mapping[str, str], now: float, body: str = "") -> float | None:
+    """Seconds the server asked us to wait: `retry-after-ms`, else `Retry-After` (or LiteLLM's relayed
+    `llm_provider-retry-after`) as seconds or an HTTP date (read against `now`, epoch seconds), else a
+    Google `retryDelay` in the error `body`. None when absent or unreadable; never negative."""
     lower = {key.lower(): value for key, value in headers.items()}
     millis = _number(lower.get("retry-after-ms"))
     if millis is not None:
         return millis / 1000.0
-    value = lower.get("retry-after")
+    for name in RETRY_AFTER_HEADERS:
+        seconds = _http_wait(lower.get(name), now)
+        if seconds is not None:
+            return seconds
+    delay = _RETRY_DELAY.search(body)
+    return float(delay[1]) if delay else None
+
+
+def _http_wait(value: str | None, now: float) -> float | None:
+    """A Retry-After value: seconds, or an HTTP date read against `now`."""
     if value is None:
         return None
     seconds = _number(value)

@@ -234,9 +234,7 @@ async def test_gives_up_after_max_attempts_with_capped_full_jitter_backoff() -> 
 
 async def test_unreadable_answers_are_retried_only_max_bad_response_retries_times() -> None:
     clock = FakeClock()
-    gateway = Gateway(
-        httpx.Response(200, content=b"<html>oops</html>", headers={"content-type": "text/html"})
-    )
+    gateway = Gateway(httpx.Response(200, content=b'{"choices": [', headers={"content-type": "text/plain"}))
     result = failed(await run(gateway, clock=clock, max_bad_response_retries=2))
     assert result.error.type is ErrorType.BAD_RESPONSE
     assert "not JSON" in result.error.message
