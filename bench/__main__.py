@@ -1,4 +1,4 @@
-"""`make bench`: the two figures the pipeline is held to, measured on the local stack.
+"""`make bench`: the figures the pipeline is held to, measured on the local stack.
 
 1. A generate invocation over a 10-record batch against the stand-in at 1.0 s latency: wall time / 1.0 s
    (goal: at most 1.2; the records run concurrently, so a batch costs about one gateway latency). The
@@ -7,6 +7,8 @@
 2. Ingesting a 10,000-line prompt file: SQS calls made (goal: 1,000, ten jobs per SendMessageBatch) and
    the peak of Python memory while it runs (the file is streamed, never held whole). The sends are
    answered by the harness (`captured_sends`): moto's SQS slows down with every message a queue holds.
+3. Reading single-line `.json` files of 4 to 32 MiB as Ingest reads them: seconds per MiB, flat (see
+   `bench/reading.py`).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from multiprocessing.synchronize import Event
 from pathlib import Path
 from typing import Any
 
+from bench.reading import bench_reading
 from nanobanana_cli.harness import local_pipeline
 from nanobanana_cli.runner import LambdaContext, load_handler
 from nanobanana_cli.standin import StandInGateway
@@ -124,6 +127,7 @@ def main() -> None:
     with log.open("w", encoding="utf-8") as handler_output, redirect_stdout(handler_output):
         generate = bench_generate()
         ingest = bench_ingest()
+        reading = bench_reading()
     print(
         f"generate: {generate['records']} records at {LATENCY_SECONDS} s latency: "
         f"warm {generate['warm_wall_s']} s -> ratio {generate['ratio']} (goal <= {generate['goal']}); "
@@ -134,7 +138,13 @@ def main() -> None:
         f"{ingest['sqs_calls_total']} SQS calls {ingest['sqs_calls']} (goal {ingest['goal_sqs_calls']}), "
         f"peak Python memory {ingest['peak_python_mb']} MB, {ingest['wall_s']} s"
     )
-    print(json.dumps({"generate": generate, "ingest": ingest}))
+    print(
+        "reading single-line .json: "
+        + ", ".join(f"{run['mib']} MiB {run['s_per_mib']} s/MiB" for run in reading["runs"])
+        + f" (flat is the goal: spread {reading['spread']}x);"
+        + f" peak Python memory {reading['peak_python_mb']} MB"
+    )
+    print(json.dumps({"generate": generate, "ingest": ingest, "reading": reading}))
     print(f"handler logs: {log}")
 
 
