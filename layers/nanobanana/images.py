@@ -12,14 +12,7 @@ import re
 from dataclasses import dataclass
 
 from nanobanana.errors import ErrorType, PipelineError
-
-#: Leading bytes of each format we accept -> (mime, file extension).
-_SIGNATURES: tuple[tuple[bytes, str, str], ...] = (
-    (b"\x89PNG\r\n\x1a\n", "image/png", "png"),
-    (b"\xff\xd8\xff", "image/jpeg", "jpg"),
-    (b"GIF87a", "image/gif", "gif"),
-    (b"GIF89a", "image/gif", "gif"),
-)
+from nanobanana.imageheaders import MAX_PIXELS, MAX_SIDE, read_header
 
 _DATA_URL = re.compile(r"^data:[^,]*;base64,(?P<data>.*)$", re.S | re.I)
 _WHITESPACE = re.compile(r"\s+")
@@ -46,28 +39,19 @@ class InputImage:
             raise ValueError("an InputImage holds exactly one of data or url")
 
 
-def sniff(data: bytes) -> tuple[str, str] | None:
-    """(mime, extension) of png, jpeg, webp or gif bytes; None for anything else."""
-    for magic, mime, ext in _SIGNATURES:
-        if data.startswith(magic):
-            return mime, ext
-    if len(data) >= 12 and data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "image/webp", "webp"
-    return None
-
-
 def to_image(
     data: bytes, *, error_type: ErrorType = ErrorType.BAD_RESPONSE, source: str = "an image"
 ) -> GeneratedImage:
     """The image these bytes hold, or a PipelineError of `error_type` (naming `source`) when they are
-    no known image."""
-    kind = sniff(data)
-    if kind is None:
-        raise PipelineError(
-            error_type,
-            f"{source} is {len(data)} bytes that are not a png, jpeg, webp or gif (start {data[:8].hex()})",
-        )
-    return GeneratedImage(data, *kind)
+    no known image, or one that is cut short, corrupt or of absurd dimensions."""
+    try:
+        mime, ext, width, height = read_header(data)
+    except ValueError as exc:
+        problem = f"{source} ({len(data)} bytes) is not a readable image: {exc}"
+        raise PipelineError(error_type, problem) from None
+    if not (0 < width <= MAX_SIDE and 0 < height <= MAX_SIDE and width * height <= MAX_PIXELS):
+        raise PipelineError(error_type, f"{source} is a {ext} of {width}x{height} pixels, not a sane size")
+    return GeneratedImage(data, mime, ext)
 
 
 def to_data_url(data: bytes) -> str:

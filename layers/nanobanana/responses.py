@@ -61,7 +61,7 @@ _MARKDOWN_IMAGE = re.compile(
 )
 _BARE_DATA_URL = re.compile(r"data:image/[\w.+-]+;base64,[A-Za-z0-9+/=_-]+", re.IGNORECASE)
 _BARE_URL = re.compile(r"https?://[^\s)\]>\"'<]+", re.IGNORECASE)
-_IMAGE_FILE_URL = re.compile(r"\.(png|jpe?g|webp|gif)(?:[?#]|$)", re.IGNORECASE)
+_IMAGE_FILE_URL = re.compile(r"\.(png|jpe?g|webp)(?:[?#]|$)", re.IGNORECASE)
 _SPACE = re.compile(r"\s+")
 _GAPS = re.compile(r"[ \t]{2,}")  # left where an image was taken out of a line
 MAX_DETAIL = 300

@@ -3,16 +3,26 @@
 from __future__ import annotations
 
 import base64
+import io
 from typing import Any
+
+from PIL import Image
 
 #: A real 1x1 PNG.
 PNG = base64.b64decode(
     "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
 )
-#: Enough of each format for its signature (sniffing reads only the first bytes).
-JPEG = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01" + b"\x00" * 20
-WEBP = b"RIFF\x24\x00\x00\x00WEBPVP8 " + b"\x00" * 20
-GIF = b"GIF89a\x01\x00\x01\x00" + b"\x00" * 20
+
+
+def encoded(kind: str, size: tuple[int, int] = (3, 2), **options: Any) -> bytes:
+    """A real image of `kind`, as Pillow writes it."""
+    buffer = io.BytesIO()
+    Image.new("RGB", size, (200, 40, 40)).save(buffer, kind, **options)
+    return buffer.getvalue()
+
+
+JPEG = encoded("JPEG")
+WEBP = encoded("WEBP")
 
 API_KEY = "sk-test-0123456789abcdef"
 #: Where every name resolves in client tests: a public address, never contacted (httpx.MockTransport

@@ -131,3 +131,12 @@ def test_any_body_gives_an_answer_or_the_typed_error(body: bytes) -> None:
         return
     assert isinstance(answer, Answer)
     assert 1 <= answer.paid_images <= 3
+
+
+async def test_bytes_that_only_start_like_a_png_are_not_kept_as_an_image() -> None:
+    fake = b"\x89PNG\r\n\x1a\n" + b"<html>internal page</html>" * 100
+    gateway = Gateway(httpx.Response(200, json=completion(f"![i]({data_url(fake)})")))
+    result = failed(await run(gateway))
+    assert result.error.type is ErrorType.BAD_RESPONSE
+    assert "not a readable image: a png cut short" in result.error.message
+    assert (len(gateway.posts), result.error.retryable) == (1, False)
