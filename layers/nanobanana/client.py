@@ -216,7 +216,7 @@ class GatewayClient:
         config = self._config
         dialect = self._dialect()
         try:
-            await self._check_inputs(inputs)
+            await self._check_inputs(job, inputs)
             body = self._body(job, inputs, dialect)
         except PipelineError as exc:
             return Failure(exc, attempts=0, latency_ms=0, retries=[], retry_after=None)
@@ -460,13 +460,13 @@ class GatewayClient:
             raise self._transport_error(exc, f"downloading {shown}") from None
         return to_image(data, source=f"the file at {shown}")
 
-    async def _check_inputs(self, inputs: Sequence[InputImage]) -> None:
-        """https inputs are fetched by the gateway, which may sit inside a private network (a LiteLLM
-        proxy in a VPC): they must point where the pipeline itself would fetch from."""
+    async def _check_inputs(self, job: Job, inputs: Sequence[InputImage]) -> None:
+        """Image URLs the gateway is to fetch (https inputs, image_url parts of messages) may sit inside
+        the gateway's network (a LiteLLM proxy in a VPC): they must point where the pipeline itself
+        would fetch from."""
         async with asyncio.timeout(self._config.connect_timeout):
-            for image in inputs:
-                if image.url is not None:
-                    await self._guard.pin(image.url, ErrorType.INPUT_ERROR)
+            for url in _linked_inputs(job, inputs):
+                await self._guard.pin(url, ErrorType.INPUT_ERROR)
 
     async def _read_answer(self, response: httpx.Response) -> bytes:
         """The body of a successful answer, read within max_answer_bytes. A body cut short is an
@@ -507,3 +507,15 @@ async def _error_body(response: httpx.Response) -> bytes:
     except PipelineError:
         pass
     return bytes(body[:MAX_ERROR_BODY])
+
+
+def _linked_inputs(job: Job, inputs: Sequence[InputImage]) -> list[str]:
+    """The URLs (not data URLs) of a job's input images and of the image_url parts of its messages."""
+    urls = [image.url for image in inputs if image.url is not None]
+    for message in job.messages or []:
+        for part in message.content if isinstance(message.content, list) else []:
+            image_url = part.get("image_url") if part.get("type") == "image_url" else None
+            url = image_url.get("url") if isinstance(image_url, dict) else image_url
+            if isinstance(url, str) and url[:5].lower() != "data:":
+                urls.append(url)
+    return urls

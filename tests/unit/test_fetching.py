@@ -23,6 +23,7 @@ from test_client import BASE, JOB, Gateway, failed, succeeded
 from nanobanana.client import GatewayClient, GatewayConfig, InputImage, Success
 from nanobanana.errors import ErrorType, PipelineError
 from nanobanana.fetching import Pinned, UrlGuard, fetch, is_public
+from nanobanana.jobs import parse_job
 from nanobanana.retry import Deadline
 
 INSIDE = [
@@ -272,3 +273,28 @@ async def test_a_pinned_request_reaches_the_address_and_verifies_the_name(
             await http.get(
                 pinned.url, headers={"Host": "other.test"}, extensions={"sni_hostname": "other.test"}
             )
+
+
+async def test_image_urls_in_a_jobs_messages_are_checked_as_inputs() -> None:
+    job = parse_job(
+        {
+            "id": "edit",
+            "messages": [
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "text", "text": "make it blue"},
+                        {"type": "image_url", "image_url": {"url": "https://169.254.169.254/latest/a.png"}},
+                    ],
+                }
+            ],
+        }
+    )
+    clock = FakeClock()
+    gateway = Gateway(linking("https://gw.example/x.png"))
+    settings = GatewayConfig(base_url=BASE, api_key=API_KEY)
+    client = GatewayClient(settings, transport=httpx.MockTransport(gateway), clock=clock, resolver=Names({}))
+    async with client:
+        result = failed(await client.generate(job, [], Deadline.after(300.0, clock)))
+    assert result.error.type is ErrorType.INPUT_ERROR
+    assert gateway.posts == []
