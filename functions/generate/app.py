@@ -34,6 +34,7 @@ generator = Generator(
         settings.idempotency_table,
         settings.idempotency_ttl_seconds,
         key_prefix="generate",
+        max_calls=settings.max_gateway_calls_per_job,
         client=boto3.client("dynamodb", config=pooled),
     ),
     boto3.client("sqs", config=pooled),

@@ -12,7 +12,7 @@ import asyncio
 import itertools
 import json
 import random
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import astuple, dataclass, field, fields, replace
 from types import TracebackType
 from typing import Any
@@ -50,6 +50,7 @@ from nanobanana.retry import Backoff, Clock, Deadline, SystemClock
 from nanobanana.streaming import assemble, is_event_stream
 
 __all__ = [
+    "BeforeCall",
     "Failure",
     "GatewayClient",
     "GatewayConfig",
@@ -63,6 +64,11 @@ __all__ = [
 DEFAULT_MODEL = "gemini-2.5-flash-image-preview"
 #: What is read of an error answer (the rest is dropped unread).
 MAX_ERROR_BODY = 64 * 1024
+
+#: Awaited before each gateway call with the last error of this delivery (None before the first call):
+#: it counts the call, or raises a PipelineError that stops the job's calls and becomes its failure
+#: (retryable with a retry_after: wait in the queue; not retryable: the job ends with it).
+BeforeCall = Callable[[PipelineError | None], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -205,13 +211,20 @@ class GatewayClient:
         await self._http.aclose()
         await self._downloads_http.aclose()
 
-    async def generate(self, job: Job, inputs: Sequence[InputImage], deadline: Deadline) -> Success | Failure:
+    async def generate(
+        self,
+        job: Job,
+        inputs: Sequence[InputImage],
+        deadline: Deadline,
+        *,
+        before_call: BeforeCall | None = None,
+    ) -> Success | Failure:
         """Call the gateway for one job, retrying within the deadline; never raises PipelineError.
         Whatever comes back is redacted of the key, every field of it."""
-        return self._scrub(await self._generate(job, inputs, deadline))
+        return self._scrub(await self._generate(job, inputs, deadline, before_call))
 
     async def _generate(
-        self, job: Job, inputs: Sequence[InputImage], deadline: Deadline
+        self, job: Job, inputs: Sequence[InputImage], deadline: Deadline, before_call: BeforeCall | None
     ) -> Success | Failure:
         config = self._config
         dialect = self._dialect()
@@ -234,7 +247,15 @@ class GatewayClient:
         retries: list[ErrorType] = []
         bad_responses = 0
         switched = False
+        last: PipelineError | None = None
+        latency_ms = 0
         while True:
+            if before_call is not None:
+                try:
+                    await before_call(last)
+                except PipelineError as refused:  # it stands for the last attempt's error
+                    wait = (refused.retry_after or 0.0) if refused.retryable else None
+                    return Failure(refused, len(retries), latency_ms, retries[:-1], retry_after=wait)
             start = self._clock.monotonic()
             try:
                 answer = await self._attempt(body, deadline)
@@ -249,6 +270,7 @@ class GatewayClient:
                 dialect, switched = fallback, True
                 body = self._body(job, inputs, dialect)
                 retries.append(error.type)
+                last = error
                 continue
             shun = self._shun(error)
             if shun is not None:
@@ -269,6 +291,7 @@ class GatewayClient:
             if attempts >= config.max_attempts or wait + config.min_attempt_seconds > deadline.remaining():
                 return Failure(error, attempts, latency_ms, retries, retry_after=wait)
             retries.append(error.type)
+            last = error
             await self._clock.sleep(wait)
 
     async def _keep(

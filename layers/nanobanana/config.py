@@ -29,6 +29,7 @@ ENVIRONMENT: dict[str, str] = {
     "MAX_IMAGE_BYTES": "max_image_bytes",
     "MAX_RECEIVE_COUNT": "max_receive_count",
     "RESULT_WRITE_MARGIN_SECONDS": "result_write_margin_seconds",
+    "MAX_GATEWAY_CALLS_PER_JOB": "max_gateway_calls_per_job",
 }
 
 
@@ -56,6 +57,8 @@ class Settings(BaseModel):
     max_image_bytes: int = Field(default=20 * 1024 * 1024, gt=0)
     max_receive_count: int = Field(default=5, gt=0)
     result_write_margin_seconds: float = Field(default=10.0, ge=0)
+    #: gateway calls one job may make over all its deliveries (the ledger counts them)
+    max_gateway_calls_per_job: int = Field(default=8, gt=0)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

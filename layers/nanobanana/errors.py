@@ -18,6 +18,7 @@ class ErrorType(StrEnum):
     BAD_RESPONSE = "bad_response"
     INPUT_ERROR = "input_error"
     INVALID_JOB = "invalid_job"
+    PIPELINE_ERROR = "pipeline_error"
 
 
 #: What to do about each error, appended to every message so that a result record explains itself.
@@ -32,6 +33,7 @@ ADVICE: dict[ErrorType, str] = {
     ErrorType.BAD_RESPONSE: "the gateway's answer held no readable image; check ApiBaseUrl and the dialect",
     ErrorType.INPUT_ERROR: "an input image is missing, unreadable or too big; fix the job's images",
     ErrorType.INVALID_JOB: "fix what the message names (a job's field, or the file) and submit it again",
+    ErrorType.PIPELINE_ERROR: "the pipeline itself failed: look in the function's logs for this job's id",
 }
 
 #: The advice for a content_filtered answer that is text with no refusal: the gateway may be one that

@@ -72,7 +72,7 @@ def read_message(record: SQSRecord) -> Work:
         return Work(
             env.job.id, env.batch, env.upload, env.source, env.job, None, receive_count, env.job.metadata
         )
-    source = {"queue": record.event_source_arn.rsplit(":", 1)[-1], "message_id": record.message_id}
+    source = _queue_source(record)
     try:
         obj = loads(record.body)
     except InvalidJobError as unreadable:
@@ -87,3 +87,17 @@ def read_message(record: SQSRecord) -> Work:
     return Work(
         job.id, job.batch or DEFAULT_SQS_BATCH, SQS_UPLOAD, source, job, None, receive_count, job.metadata
     )
+
+
+def unreadable(record: SQSRecord, problem: str) -> Work:
+    """A message that could not be read at all, as a job of its own that fails as invalid_job: a body
+    that cannot be read now never will be, and retrying it would only delay its record."""
+    receive_count = int(record.attributes.approximate_receive_count or 1)
+    error = InvalidJobError("", f"the message cannot be read ({problem})")
+    return Work(
+        record.message_id, DEFAULT_SQS_BATCH, SQS_UPLOAD, _queue_source(record), None, error, receive_count
+    )
+
+
+def _queue_source(record: SQSRecord) -> dict[str, Any]:
+    return {"queue": record.event_source_arn.rsplit(":", 1)[-1], "message_id": record.message_id}

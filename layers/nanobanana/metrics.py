@@ -15,6 +15,8 @@ UPSTREAM_LATENCY = "UpstreamLatency"
 UPSTREAM_RETRIES = "UpstreamRetries"
 UPSTREAM_ERRORS = "UpstreamErrors"
 ESTIMATED_COST_USD = "EstimatedCostUSD"
+#: Failures of the pipeline itself (S3, DynamoDB, the secret, a permission, a bug), not the gateway's.
+PIPELINE_ERRORS = "PipelineErrors"
 
 #: The dimension of UpstreamErrors.
 ERROR_TYPE_DIMENSION = "ErrorType"
@@ -31,4 +33,5 @@ ALL = (
     UPSTREAM_RETRIES,
     UPSTREAM_ERRORS,
     ESTIMATED_COST_USD,
+    PIPELINE_ERRORS,
 )
