@@ -41,8 +41,9 @@ T = TypeVar("T")
 
 #: boto3 calls run in threads; the default pool (cores + 4) would queue a batch's S3 and DynamoDB calls.
 IO_THREADS = 32
-#: SQS's longest visibility timeout.
-MAX_DELAY_SECONDS = 12 * 3600
+#: SQS refuses a visibility timeout that ends more than 12 h after the message was received; it was
+#: received at most one invocation (15 min at most) ago. A longer wait is waited again by the next delivery.
+MAX_DELAY_SECONDS = 12 * 3600 - 15 * 60
 #: When the gateway gave no Retry-After: wait about this long, doubling with each delivery.
 REDELIVERY_BACKOFF = Backoff(base=30.0, cap=900.0)
 
@@ -348,9 +349,10 @@ class Progress:
 def describe(exc: BaseException) -> str:
     """An exception as a record's message may name it: an AWS refusal by its operation and error code
     (AccessDenied, ResourceNotFoundException), anything else by its type and first words."""
-    if isinstance(exc, ClientError):
-        error = exc.response.get("Error", {})
-        words = f"{exc.operation_name} failed: {error.get('Code', '?')}: {error.get('Message', '')}"
+    aws = next((e for e in (exc, exc.__cause__, exc.__context__) if isinstance(e, ClientError)), None)
+    if aws is not None:  # also inside a wrapper, as Powertools' GetParameterError wraps it
+        error = aws.response.get("Error", {})
+        words = f"{aws.operation_name} failed: {error.get('Code', '?')}: {error.get('Message', '')}"
     else:
         words = f"{type(exc).__name__}: {exc}"
     return words if len(words) <= 300 else words[:297] + "..."

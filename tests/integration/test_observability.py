@@ -17,6 +17,7 @@ from aws_lambda_powertools.metrics.provider import cold_start
 from moto.sqs.models import sqs_backends
 
 from nanobanana import metrics as names
+from nanobanana.messages import ORIGIN_ATTRIBUTE, ORIGIN_INGEST
 from nanobanana.observability import logger
 from nanobanana_cli.harness import Pipeline, local_pipeline
 from nanobanana_cli.stack import ACCOUNT_ID, REGION
@@ -388,3 +389,51 @@ def test_the_api_key_in_the_models_words_is_not_kept(
     )
     assert result["status"] == "succeeded"
     assert_no_key(canary_pipeline, output)
+
+
+def test_a_pipeline_failure_is_logged_with_the_job_counted_and_named_on_the_last_delivery(
+    pipeline: Pipeline, output: Callable[[], Output]
+) -> None:
+    """A missing secret is the pipeline's failure, not the gateway's: seen on the first delivery already."""
+    arn = pipeline.generate.environment["API_KEY_SECRET_ARN"]
+    boto3.client("secretsmanager", region_name=REGION).delete_secret(
+        SecretId=arn, ForceDeleteWithoutRecovery=True
+    )
+    records, response = generate(pipeline, {"id": "nosecret", "prompt": "anything"})
+    assert response == {"batchItemFailures": [{"itemIdentifier": records[0]["messageId"]}]}
+    seen = output()
+    (logged,) = [line for line in seen.logs if line["message"] == "the pipeline failed on this job"]
+    assert logged["job_id"] == "nosecret"
+    assert "ResourceNotFoundException" in logged["exception"]
+    assert seen.values(names.PIPELINE_ERRORS) == [1.0]
+    assert pipeline.keys("outputs/sqs/") == []  # deliveries are left: not final yet
+
+    records[0]["attributes"]["ApproximateReceiveCount"] = "5"
+    assert pipeline.invoke(pipeline.generate, records) == response
+    error = pipeline.result("sqs", "nosecret")["error"]
+    assert error["type"] == "pipeline_error"
+    assert "GetSecretValue failed: ResourceNotFoundException" in error["message"]
+    assert pipeline.gateway is not None and pipeline.gateway.requests == []
+
+
+def test_a_message_that_cannot_be_read_fails_alone_as_an_invalid_job(
+    pipeline: Pipeline, output: Callable[[], Output]
+) -> None:
+    pipeline.sqs.send_message(
+        QueueUrl=pipeline.jobs_queue,
+        MessageBody='{"job": {"prompt": "x"}}',  # says it comes from ingest, but has no batch or upload
+        MessageAttributes={ORIGIN_ATTRIBUTE: {"DataType": "String", "StringValue": ORIGIN_INGEST}},
+    )
+    pipeline.send_job({"id": "fine", "prompt": "fine"})
+    records = pipeline.receive(pipeline.jobs_queue)
+    assert pipeline.invoke(pipeline.generate, records) == {"batchItemFailures": []}
+    (broken,) = [r for r in records if "fine" not in r["body"]]
+    result = pipeline.result("sqs", broken["messageId"])
+    assert result["error"]["type"] == "invalid_job"
+    assert "the message cannot be read (ValidationError" in result["error"]["message"]
+    assert pipeline.result("sqs", "fine")["status"] == "succeeded"
+    seen = output()
+    assert [line["message_id"] for line in seen.logs if line["message"] == "a message could not be read"] == [
+        broken["messageId"]
+    ]
+    assert seen.values(names.PIPELINE_ERRORS) == [1.0]

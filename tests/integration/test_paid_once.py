@@ -83,3 +83,20 @@ def test_a_job_makes_at_most_its_calls_over_all_deliveries(pipeline: Pipeline) -
     assert result["attempts"] == 2
     assert result["cost_usd"] == 0
     assert pipeline.gateway is not None and pipeline.gateway.calls_for("down") == 2
+
+
+def test_a_wait_of_a_day_is_cut_to_what_sqs_accepts(pipeline: Pipeline) -> None:
+    """SQS refuses a visibility timeout ending over 12 h after the receipt: the next delivery waits again."""
+    import boto3
+
+    asked: list[int] = []
+    boto3.setup_default_session()
+    assert boto3.DEFAULT_SESSION is not None
+    boto3.DEFAULT_SESSION.events.register(
+        "provide-client-params.sqs.ChangeMessageVisibility",
+        lambda params, **_: asked.append(params["VisibilityTimeout"]),
+    )
+    pipeline.send_job({"id": "tomorrow", "prompt": "[[status:429:86400]] come back tomorrow"})
+    (record,) = pipeline.receive(pipeline.jobs_queue)
+    assert deliver(pipeline, record, 1) == {"batchItemFailures": [{"itemIdentifier": record["messageId"]}]}
+    assert asked == [12 * 3600 - 15 * 60]
