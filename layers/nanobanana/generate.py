@@ -304,14 +304,11 @@ class Generator:
             latency_ms=failure.latency_ms if failure else 0,
             cost_usd=progress.cost_usd if progress else 0.0,
             retries=failure.retries if failure else (),
-            cost_usd=failure.cost_usd if failure else 0.0,
         )
         await self._io(self.storage.put_json, output_key(work.batch, f"{work.id}.json"), result)
         if final:
             await self._io(self.ledger.finish, work.key, _summary(result))
         count(names.JOBS_FAILED)
-        if failure and failure.cost_usd:  # an answer paid for whose images could not be kept
-            count(names.ESTIMATED_COST_USD, failure.cost_usd, MetricUnit.NoUnit)
         logger.warning("job failed", extra={"error": error.to_record()})
 
     async def _defer(self, message: SQSRecord, seconds: float) -> None:
