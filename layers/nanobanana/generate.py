@@ -29,7 +29,7 @@ from nanobanana.images import GeneratedImage, InputImage
 from nanobanana.jobs import Job
 from nanobanana.ledger import CallLimitReached, Claim, ClaimResult, Ledger
 from nanobanana.messages import Work, read_message, unreadable
-from nanobanana.observability import count, logger, tracer, upstream_error
+from nanobanana.observability import count, logger, upstream_error
 from nanobanana.results import record
 from nanobanana.retry import Backoff, Deadline
 from nanobanana.storage import Storage, json_bytes, output_key
@@ -185,7 +185,6 @@ class Generator:
 
         return before_call
 
-    @tracer.capture_method
     async def _generate(self, job: Job, deadline: Deadline, before_call: BeforeCall) -> Success | Failure:
         """Inputs, then the gateway; a bad input or an unusable key is a failure before any call."""
         try:

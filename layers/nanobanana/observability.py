@@ -16,7 +16,10 @@ SERVICE = os.environ.get("POWERTOOLS_SERVICE_NAME", "nanobanana")
 NAMESPACE = os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or names.DEFAULT_NAMESPACE
 
 logger = Logger(service=SERVICE)
-tracer = Tracer(service=SERVICE)
+#: botocore only: X-Ray's httpx patch keeps its subsegments in a context that the concurrent gateway
+#: calls of one batch share, and ends them out of order (AlreadyEndedException after a paid answer,
+#: its pooled connection never returned); patching everything would also import httpx into Ingest.
+tracer = Tracer(service=SERVICE, patch_modules=["botocore"])
 metrics = Metrics(service=SERVICE, namespace=NAMESPACE)
 
 
