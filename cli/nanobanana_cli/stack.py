@@ -94,7 +94,7 @@ class Stack:
 class _Resolver:
     """CloudFormation's intrinsic functions over the parameters and the resources created so far."""
 
-    def __init__(self, template: Mapping[str, Any], parameters: Mapping[str, str]) -> None:
+    def __init__(self, template: Mapping[str, Any], parameters: Mapping[str, str], stack_name: str) -> None:
         self.parameters: dict[str, str] = {
             name: str(spec.get("Default", "")) for name, spec in (template.get("Parameters") or {}).items()
         }
@@ -105,10 +105,10 @@ class _Resolver:
         self.pseudo = {
             "AWS::Region": REGION,
             "AWS::AccountId": ACCOUNT_ID,
-            "AWS::StackName": STACK_NAME,
+            "AWS::StackName": stack_name,
             "AWS::Partition": "aws",
             "AWS::URLSuffix": "amazonaws.com",
-            "AWS::StackId": f"arn:aws:cloudformation:{REGION}:{ACCOUNT_ID}:stack/{STACK_NAME}/local",
+            "AWS::StackId": f"arn:aws:cloudformation:{REGION}:{ACCOUNT_ID}:stack/{stack_name}/local",
         }
         self.refs: dict[str, str] = {}
         self.attributes: dict[tuple[str, str], str] = {}
@@ -179,7 +179,8 @@ class _Resolver:
 def _physical_name(resolver: _Resolver, properties: Mapping[str, Any], key: str, logical_id: str) -> str:
     """The resource's name as the template gives it, or a stable one derived like CloudFormation's."""
     name = properties.get(key)
-    return str(resolver.resolve(name)) if name is not None else f"{STACK_NAME}-{logical_id}"
+    stack_name = resolver.pseudo["AWS::StackName"]
+    return str(resolver.resolve(name)) if name is not None else f"{stack_name}-{logical_id}"
 
 
 def _create_queue(resolver: _Resolver, logical_id: str, props: Mapping[str, Any]) -> None:
@@ -340,9 +341,15 @@ def _env_value(value: Any) -> str | None:
     return str(value)
 
 
-def provision(template: Mapping[str, Any], root: Path, parameters: Mapping[str, str], api_key: str) -> Stack:
+def provision(
+    template: Mapping[str, Any],
+    root: Path,
+    parameters: Mapping[str, str],
+    api_key: str,
+    stack_name: str = STACK_NAME,
+) -> Stack:
     """Create the template's stateful resources in moto and describe its functions."""
-    resolver = _Resolver(template, parameters)
+    resolver = _Resolver(template, parameters, stack_name)
     creators: dict[str, Callable[[_Resolver, str, Mapping[str, Any]], None]] = {
         "AWS::SecretsManager::Secret": _secret_creator(api_key),
         "AWS::SQS::Queue": _create_queue,
@@ -388,6 +395,8 @@ def provision(template: Mapping[str, Any], root: Path, parameters: Mapping[str, 
     )
 
 
-def provision_template(parameters: Mapping[str, str], api_key: str, template: Path = TEMPLATE) -> Stack:
+def provision_template(
+    parameters: Mapping[str, str], api_key: str, template: Path = TEMPLATE, stack_name: str = STACK_NAME
+) -> Stack:
     """The stack of `template.yaml`, its CodeUri paths taken relative to the template's folder."""
-    return provision(load_template(template), template.parent, parameters, api_key)
+    return provision(load_template(template), template.parent, parameters, api_key, stack_name)

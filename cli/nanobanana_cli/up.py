@@ -116,7 +116,7 @@ def up(
         os.environ.update(LOCAL_ENVIRONMENT)
         os.environ["AWS_ENDPOINT_URL"] = endpoint
         target: Target = connect(stack_name, endpoint, REGION)
-        stack = provision_template(parameters, api_key)
+        stack = provision_template(parameters, api_key, stack_name=target.name)
         register(target, stack.outputs)
         print(banner(endpoint, target.name, stack, log_path), file=terminal, flush=True)
         with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):

@@ -114,6 +114,10 @@ def test_banner_names_the_endpoint_bucket_queues_and_stand_in(service: Service) 
     assert all(
         url.startswith(service.endpoint) for k, url in service.outputs.items() if k.endswith("QueueUrl")
     )
+    # named as CloudFormation names a deployed stack's, after the name it is registered under
+    stack = next(m.group(1) for line in service.banner if (m := BANNER.match(line)))
+    assert stack == "nanobanana-pipeline"  # samconfig.toml's
+    assert service.outputs["JobsQueueUrl"].endswith(f"/{stack}-JobsQueue")
 
 
 def test_any_boto3_client_puts_a_file_and_sends_a_job(service: Service) -> None:
