@@ -30,6 +30,7 @@ from nanobanana.files import (
     PROMPTS_PREFIX,
     FileError,
     batch_name,
+    check_batch,
     check_size,
     extension_of,
     read_jobs,
@@ -182,6 +183,7 @@ def _check_file(path: Path) -> tuple[list[str], int]:
     extension = extension_of(path.name)
     check_size(path.stat().st_size, size_limit(extension, max_bytes))
     key = PROMPTS_PREFIX + path.name
+    check_batch(batch_name(key))
     problems, jobs = [], 0
     with path.open("rb") as stream:
         chunks = iter(lambda: stream.read(READ_CHUNK_BYTES), b"")

@@ -12,8 +12,19 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic import ConfigDict, TypeAdapter, ValidationError
+
 from nanobanana.errors import InvalidJobError
-from nanobanana.jobs import Job, default_id, loads, parse_defaults, parse_job, salvage
+from nanobanana.jobs import (
+    PATTERN_HINTS,
+    BatchName,
+    Job,
+    default_id,
+    loads,
+    parse_defaults,
+    parse_job,
+    salvage,
+)
 
 PROMPTS_PREFIX = "prompts/"
 EXTENSIONS = (".txt", ".jsonl", ".json", ".csv")
@@ -21,6 +32,7 @@ EXTENSIONS = (".txt", ".jsonl", ".json", ".csv")
 CSV_JSON_COLUMNS = frozenset({"messages", "metadata", "images"})
 #: ... and those that hold a number, written as JSON writes it (`7`, `0.5`; not `NaN`).
 CSV_NUMBER_COLUMNS = frozenset({"temperature", "max_tokens", "seed"})
+_BATCH_NAME: TypeAdapter[str] = TypeAdapter(BatchName, config=ConfigDict(regex_engine="python-re"))
 #: One line of a .txt, .jsonl or .csv file (its line ending not counted): past it, the line fails alone.
 MAX_LINE_BYTES = 1024 * 1024
 #: A .json file is one document parsed whole in memory: this, or the file limit if lower. Prefer .jsonl.
@@ -53,6 +65,16 @@ def batch_name(key: str) -> str:
     name = key.removeprefix(PROMPTS_PREFIX)
     stem, _ = posixpath.splitext(name)
     return stem
+
+
+def check_batch(batch: str) -> None:
+    """FileError for a file whose name gives no folder name (`prompts/a/../b.txt`): no place for outputs."""
+    try:
+        _BATCH_NAME.validate_python(batch)
+    except ValidationError:
+        raise FileError(
+            f"the file's name gives the batch {batch!r}, which {PATTERN_HINTS['batch']}"
+        ) from None
 
 
 def extension_of(key: str) -> str:

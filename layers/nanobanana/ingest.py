@@ -7,6 +7,7 @@ that a duplicate event or a retried ingest can never make generate pay twice.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from nanobanana.files import (
     FileError,
     ParsedLine,
     batch_name,
+    check_batch,
     check_size,
     extension_of,
     read_jobs,
@@ -105,15 +107,23 @@ class Ingestor:
         try:
             if not upload.key.startswith(PROMPTS_PREFIX):
                 raise FileError(f"{upload.key} is not under {PROMPTS_PREFIX}")
+            check_batch(upload.batch)
             extension = extension_of(upload.key)
             check_size(upload.size, size_limit(extension, self.settings.max_file_bytes))
             total = sum(1 for _ in self._jobs(upload, extension))
         except FileError as exc:
             error = PipelineError(ErrorType.INVALID_JOB, str(exc))
-            self.storage.put_json(
-                output_key(upload.batch, INGEST_ERROR_FILE),
-                {"batch": upload.batch, "source": source, "upload": upload_id, "error": error.to_record()},
-            )
+            with contextlib.suppress(FileError):  # a name that is no folder gets no file: the log says why
+                check_batch(upload.batch)
+                self.storage.put_json(
+                    output_key(upload.batch, INGEST_ERROR_FILE),
+                    {
+                        "batch": upload.batch,
+                        "source": source,
+                        "upload": upload_id,
+                        "error": error.to_record(),
+                    },
+                )
             logger.warning("prompt file rejected", extra={"key": upload.key, "reason": str(exc)})
             count(names.PROMPT_FILES_INGESTED)
             return {"batch": upload.batch, "enqueued": 0, "invalid": 0, "error": str(exc)}

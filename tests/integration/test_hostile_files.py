@@ -51,3 +51,14 @@ def test_input_images_are_read_from_inputs_only(pipeline: Pipeline, tiny_png: by
         error = pipeline.result("sqs", job_id)["error"]
         assert error["type"] == "input_error" and "not under inputs/" in error["message"]
     assert len(pipeline.gateway.requests) == 0
+
+
+def test_a_file_whose_name_is_no_folder_is_rejected_and_writes_nothing(pipeline: Pipeline) -> None:
+    """`prompts/a/../../escape.txt` would put its outputs outside its batch (and a download outside DIR)."""
+    pipeline.run()
+    pipeline.put("prompts/a/../../escape.txt", "a banana\n")
+    (record,) = pipeline.receive(pipeline.prompts_queue, 1)
+    with pipeline.captured_sends() as calls:
+        assert pipeline.invoke(pipeline.ingest, [record]) == {"batchItemFailures": []}
+    assert calls == {}
+    assert pipeline.keys() == []

@@ -89,6 +89,11 @@ def test_just_under_the_bounds_is_a_job() -> None:
     assert [p.error for p in parse(f"{metadata}\n{seed}\n", ".jsonl")] == [None, None]
 
 
+def test_one_past_the_number_bound_is_not() -> None:
+    (parsed,) = parse('{"prompt": "x", "metadata": {"n": -' + "1" * MAX_NUMBER_CHARS + "}}", ".jsonl")
+    assert parsed.error is not None and parsed.error.field == "metadata"
+
+
 def test_a_hostile_element_of_a_json_file_fails_alone() -> None:
     doc = f"[{GOOD}, {HOSTILE_LINES['an integer of 5,000 digits']}, {HOSTILE_LINES['NaN']}, {GOOD}]"
     parsed = parse(doc, ".json")
