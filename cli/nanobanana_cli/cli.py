@@ -123,6 +123,9 @@ def _gateway_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--api-key", default=os.environ.get("NANOBANANA_API_KEY"), metavar="KEY")
     parser.add_argument("--model", metavar="ID", help="the model id (template parameter ModelId)")
     parser.add_argument("--dialect", choices=["auto", "openrouter", "newapi"])
+    parser.add_argument(
+        "--stream", action="store_true", help='send "stream": true (template parameter GatewayStream)'
+    )
     parser.add_argument("--concurrency", type=_positive, default=4, metavar="N", help="generate environments")
 
 
@@ -234,7 +237,12 @@ def _gateway(args: argparse.Namespace) -> Iterator[Gateway]:
 
 
 def _parameters(args: argparse.Namespace, gateway: Gateway) -> dict[str, str]:
-    overrides = {"ApiBaseUrl": gateway.base_url, "ModelId": args.model, "GatewayDialect": args.dialect}
+    overrides = {
+        "ApiBaseUrl": gateway.base_url,
+        "ModelId": args.model,
+        "GatewayDialect": args.dialect,
+        "GatewayStream": "true" if args.stream else None,
+    }
     return {name: value for name, value in overrides.items() if value is not None}
 
 

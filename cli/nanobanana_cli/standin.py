@@ -21,9 +21,26 @@ are exercised over real sockets:
   ``[[hang:S]]``              answers normally after S seconds
   ``[[reset]]``               closes the connection abruptly (TCP RST) without answering
   ``[[truncate]]``            a 200 whose body is shorter than its Content-Length
+  ``[[moderated]]``           OpenRouter's 403 moderation error (``metadata.reasons``)
+  ``[[blocked]]``             new-api's 400 ``prompt_blocked`` (a Gemini block reason)
+  ``[[midstream]]``           200 with an ``error`` object and ``finish_reason: error``
+  ``[[html]]``                501 with an HTML page, as a plain web server answers a POST
+  ``[[retryinfo:S]]``         429 with Google's ``RetryInfo`` (``retryDelay: "Ss"``) in the body
+  ``[[provider-retry:S]]``    429 with LiteLLM's ``llm_provider-retry-after: S`` header
   ==========================  ============================================================
 
-A scripted fault takes precedence over a directive. Input images sent as data URLs or raw base64 are
+and, changing how a success is answered:
+
+  ==========================  ============================================================
+  ``[[stream]]``              an event stream, whether or not the request asked for one
+  ``[[thoughts]]``            a draft image first, as LiteLLM relays Gemini's thought parts
+  ``[[square]]``              the aspect ratio ignored, as a gateway that drops it
+  ``[[strict]]``              400 ``Unknown name "google"`` to the newapi dialect, as LiteLLM
+                              relays Google's answer to ``extra_body``
+  ==========================  ============================================================
+
+A request with ``"stream": true`` is answered as an event stream (OpenAI chunks). A scripted fault
+takes precedence over a directive. Input images sent as data URLs or raw base64 are
 pasted into the drawing; `https` inputs are not fetched (the stand-in never leaves 127.0.0.1).
 """
 
@@ -54,15 +71,18 @@ from nanobanana.images import decode_base64_image, to_data_url
 from nanobanana_cli import drawing
 
 Style = Literal["openrouter", "newapi", "parts", "raw", "url"]
-FaultKind = Literal["status", "hang", "reset", "truncate", "refuse", "text"]
+FaultKind = Literal["status", "hang", "reset", "truncate", "refuse", "text", "midstream"]
 ErrorStyle = Literal["openrouter", "newapi"]
 Json = dict[str, Any]
 
 CHAT_PATHS = frozenset({"/v1/chat/completions", "/chat/completions"})
 IMAGE_PATH = re.compile(r"^/images/([0-9a-f]{32}\.png)$")
 DIRECTIVE = re.compile(
-    r"\[\[(status|flaky|quota|refuse|text|hang|reset|truncate)(?::(\d+(?:\.\d+)?))?(?::(\d+(?:\.\d+)?))?\]\]"
+    r"\[\[(status|flaky|quota|refuse|text|hang|reset|truncate|moderated|blocked|midstream|html|retryinfo"
+    r"|provider-retry)(?::(\d+(?:\.\d+)?))?(?::(\d+(?:\.\d+)?))?\]\]"
 )
+#: Directives that change how a success is answered (any number of them, beside one fault directive).
+MANNERS = re.compile(r"\[\[(stream|thoughts|square|strict)\]\]")
 #: new-api's `code` for an error status, so its bodies look like a reseller's.
 NEWAPI_CODES: dict[int, str] = {
     400: "invalid_request",
@@ -93,6 +113,7 @@ class Fault:
     retry_after_ms: int | None = None
     body: Json | str | None = None
     seconds: float | None = None
+    headers: tuple[tuple[str, str], ...] = ()
 
 
 #: A new-api reseller out of quota: the 403 that means "top up", not "wrong key".
@@ -106,6 +127,77 @@ QUOTA_FAULT = Fault(
         }
     },
 )
+
+
+# OpenRouter's moderation error (openrouter.ai/docs/api/reference/errors-and-debugging, "Moderation Errors").
+MODERATED_FAULT = Fault(
+    status=403,
+    body={
+        "error": {
+            "code": 403,
+            "message": "Your input was flagged by moderation. No credits were charged.",
+            "metadata": {
+                "reasons": ["violence/graphic"],
+                "flagged_input": "the prompt, truncated to 100 characters",
+                "provider_name": "Google",
+                "model_slug": "google/gemini-2.5-flash-image",
+            },
+        }
+    },
+)
+# new-api's answer to a Gemini promptFeedback.blockReason
+# (QuantumNous/new-api relay/channel/gemini/relay-gemini.go).
+BLOCKED_FAULT = Fault(
+    status=400,
+    body={
+        "error": {
+            "message": "request blocked by Gemini API: PROHIBITED_CONTENT",
+            "type": "prompt_blocked",
+            "param": "",
+            "code": "prompt_blocked",
+        }
+    },
+)
+# Python's http.server (Lib/http/server.py) answering a POST it has no handler for.
+HTML_PAGE = (
+    '<!DOCTYPE HTML>\n<html lang="en">\n<head><meta charset="utf-8"><title>Error response</title></head>\n'
+    "<body><h1>Error response</h1><p>Error code: 501</p><p>Message: Unsupported method ('POST').</p>"
+    "</body>\n</html>\n"
+)
+HTML_FAULT = Fault(status=501, body=HTML_PAGE)
+# Google's answer to the newapi dialect's `extra_body` copied to the top of a generateContent request by
+# LiteLLM, as LiteLLM relays it (code a string, the upstream's words in the message).
+UNKNOWN_GOOGLE_FIELD = Fault(
+    status=400,
+    body={
+        "error": {
+            "message": "litellm.BadRequestError: GeminiException BadRequestError - Invalid JSON payload "
+            'received. Unknown name "google": Cannot find field.',
+            "type": None,
+            "param": None,
+            "code": "400",
+        }
+    },
+)
+#: OpenRouter's error during generation (openrouter.ai/docs/api-reference/streaming, "Stream Error Handling").
+MIDSTREAM_ERROR = {"code": "server_error", "message": "Provider disconnected unexpectedly"}
+
+
+def retry_info_fault(seconds: str) -> Fault:
+    """Google's 429 with a RetryInfo detail (ai.google.dev/gemini-api/docs/troubleshooting)."""
+    return Fault(
+        status=429,
+        body={
+            "error": {
+                "code": 429,
+                "message": "Resource has been exhausted (e.g. check quota).",
+                "status": "RESOURCE_EXHAUSTED",
+                "details": [
+                    {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": f"{seconds}s"}
+                ],
+            }
+        },
+    )
 
 
 def error_body(status: int, message: str, style: ErrorStyle) -> Json:
@@ -184,6 +276,12 @@ def directive_fault(prompt: str, calls_so_far: int) -> Fault | None:
         return Fault(status=503, retry_after=second) if failing else None
     if name == "quota":
         return QUOTA_FAULT
+    if name in ("moderated", "blocked", "html"):
+        return {"moderated": MODERATED_FAULT, "blocked": BLOCKED_FAULT, "html": HTML_FAULT}[name]
+    if name == "retryinfo":
+        return retry_info_fault(first or "1")
+    if name == "provider-retry":
+        return Fault(status=429, headers=(("llm_provider-retry-after", first or "1"),))
     if name == "hang":
         return Fault(kind="hang", seconds=float(first) if first else None)
     return Fault(kind=cast(FaultKind, name))
@@ -414,6 +512,8 @@ class StandInGateway:
                 calls_so_far = self._prompt_calls[prompt]
                 self._prompt_calls[prompt] += 1
             fault = scripted or directive_fault(prompt, calls_so_far)
+            if fault is None and "strict" in MANNERS.findall(prompt) and "extra_body" in body:
+                fault = UNKNOWN_GOOGLE_FIELD
             if fault is None:
                 self._succeed(handler, body, prompt, ready_at)
                 return
@@ -443,10 +543,15 @@ class StandInGateway:
             data = json.dumps(self._completion(body, prompt)).encode()
             handler.close_connection = True
             handler.send_bytes(200, data[: len(data) // 2], "application/json", declared_length=len(data))
+        elif fault.kind == "midstream":
+            completion = _envelope(body, {"role": "assistant", "content": ""}, "error")
+            completion["error"] = MIDSTREAM_ERROR
+            _send_completion(handler, completion, _streams(body, prompt))
         else:
             refused = fault.kind == "refuse"
             message = {"role": "assistant", "content": REFUSAL if refused else TEXT_ONLY}
-            handler.send_json(200, _envelope(body, message, "content_filter" if refused else "stop"))
+            completion = _envelope(body, message, "content_filter" if refused else "stop")
+            _send_completion(handler, completion, _streams(body, prompt))
 
     def _send_error(self, handler: _Handler, fault: Fault) -> None:
         status = fault.status or 500
@@ -455,11 +560,15 @@ class StandInGateway:
             headers["Retry-After"] = fault.retry_after
         if fault.retry_after_ms is not None:
             headers["retry-after-ms"] = str(fault.retry_after_ms)
+        headers.update(fault.headers)
         payload = fault.body
         if payload is None:
             payload = error_body(status, f"stand-in fault: {_phrase(status)}", self.error_style)
         if isinstance(payload, str):
-            handler.send_bytes(status, payload.encode(), "text/plain; charset=utf-8", headers)
+            kind = (
+                "text/html; charset=utf-8" if payload.startswith("<!DOCTYPE") else "text/plain; charset=utf-8"
+            )
+            handler.send_bytes(status, payload.encode(), kind, headers)
         else:
             handler.send_json(status, payload, headers)
 
@@ -472,16 +581,22 @@ class StandInGateway:
         if ready_at is not None and self._stopped_before(ready_at):
             handler.abort()
             return
-        handler.send_json(200, completion)
+        _send_completion(handler, completion, _streams(body, prompt))
 
     def _completion(self, body: Json, prompt: str) -> Json:
         """The success answer in this gateway's style; raises ValueError for a request it cannot draw."""
         config = image_config(body)
-        size = drawing.dimensions(config.get("aspect_ratio"), config.get("image_size"), self.image_size)
+        manners = MANNERS.findall(prompt)
+        ratio = None if "square" in manners else config.get("aspect_ratio")
+        size = drawing.dimensions(ratio, config.get("image_size"), self.image_size)
         inputs = input_images(body)
-        caption = DIRECTIVE.sub("", prompt).strip()
+        caption = MANNERS.sub("", DIRECTIVE.sub("", prompt)).strip()
         pngs = [drawing.draw(caption, size, inputs=inputs, variant=i) for i in range(self.n_images)]
         urls = [self._image_url(png) for png in pngs]
+        if "thoughts" in manners:
+            # LiteLLM relays Gemini's thought image first, unmarked, with an empty thinking block for it
+            draft = self._image_url(drawing.draw(f"draft: {caption}", size, inputs=inputs, variant=99))
+            return _envelope(body, _thinking_message(draft, urls, caption), "stop")
         words = f"Here is your image of: {caption[:80]}"
         message: Json = {"role": "assistant"}
         if self.style == "openrouter":
@@ -506,6 +621,60 @@ class StandInGateway:
         with self._lock:
             self._images[name] = png
         return f"{self.base_url}/images/{name}"
+
+
+def _thinking_message(draft: str, urls: list[str], caption: str) -> Json:
+    """An assistant message as LiteLLM makes it of a Gemini answer with a thought image (litellm/llms/
+    vertex_ai/gemini/vertex_and_google_ai_studio_gemini.py): the draft first in `images`."""
+    return {
+        "role": "assistant",
+        "content": f"Here is your image of: {caption[:80]}",
+        "reasoning_content": "Planning the composition.",
+        "thinking_blocks": [
+            {"type": "thinking", "thinking": "Planning the composition."},
+            {"type": "thinking", "thinking": ""},
+        ],
+        "images": [{"type": "image_url", "image_url": {"url": url}, "index": 0} for url in [draft, *urls]],
+    }
+
+
+def _streams(body: Json, prompt: str) -> bool:
+    """Whether to answer as an event stream: asked for, or a gateway that always streams."""
+    return body.get("stream") is True or "stream" in MANNERS.findall(prompt)
+
+
+def _send_completion(handler: _Handler, completion: Json, stream: bool) -> None:
+    if stream:
+        handler.send_bytes(200, event_stream(completion), "text/event-stream; charset=utf-8")
+    else:
+        handler.send_json(200, completion)
+
+
+def event_stream(completion: Json) -> bytes:
+    """A chat.completion as the OpenAI chunks of an event stream: the role, the words in two pieces, the
+    images (`delta.images`, as OpenRouter streams them), the finish (with any `error`), then [DONE]."""
+    choice = completion["choices"][0]
+    message = choice["message"]
+    head = {key: completion[key] for key in ("id", "created", "model", "provider")}
+    head["object"] = "chat.completion.chunk"
+    content = message.get("content") or ""
+    half = len(content) // 2 if isinstance(content, str) else 0
+    deltas: list[Json] = [{"role": "assistant", "content": ""}]
+    deltas += (
+        [{"content": content[:half]}, {"content": content[half:]}]
+        if isinstance(content, str)
+        else [{"content": content}]
+    )
+    extra = {key: message[key] for key in ("images", "thinking_blocks") if key in message}
+    if extra:
+        deltas.append(extra)
+    chunks = [{**head, "choices": [{"index": 0, "delta": delta, "finish_reason": None}]} for delta in deltas]
+    last = {**head, "choices": [{"index": 0, "delta": {}, "finish_reason": choice["finish_reason"]}]}
+    if "error" in completion:
+        last["error"] = completion["error"]
+    chunks.append({**last, "usage": completion["usage"]})
+    lines = [f"data: {json.dumps(chunk)}\n\n" for chunk in chunks]
+    return b": STAND-IN PROCESSING\n\n" + "".join(lines).encode() + b"data: [DONE]\n\n"
 
 
 def _phrase(status: int) -> str:

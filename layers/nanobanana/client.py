@@ -29,10 +29,12 @@ from nanobanana.dialects import (
     learn_dialect,
     learned_dialect,
     other_dialect,
+    ratio_warnings,
     resolve_dialect,
 )
 from nanobanana.errors import ErrorType, PipelineError, Said
 from nanobanana.fetching import Resolver, UrlGuard, fetch, origin, shorten, system_resolver
+from nanobanana.imageheaders import read_header
 from nanobanana.images import GeneratedImage, InputImage, to_image
 from nanobanana.jobs import Job
 from nanobanana.redaction import redact
@@ -143,6 +145,22 @@ class Failure:
 _SHUNNED: dict[str, tuple[float, PipelineError]] = {}
 
 
+class _Shunned(Exception):
+    """No call: the endpoint answered with a web page a moment ago (`error`), for `seconds` more."""
+
+    def __init__(self, error: PipelineError, seconds: float) -> None:
+        self.error = error
+        self.seconds = seconds
+
+
+def _warn(outcome: Success | Failure, job: Job) -> Success | Failure:
+    """A success with a warning for each image without the aspect ratio the job asked for."""
+    if not isinstance(outcome, Success) or job.aspect_ratio is None:
+        return outcome
+    sizes = [read_header(image.data)[2:] for image in outcome.images]
+    return replace(outcome, warnings=ratio_warnings(job.aspect_ratio, sizes))
+
+
 def forget_gateways() -> None:
     """Forget what gateways taught this process (dialects, web pages): for tests."""
     _SHUNNED.clear()
@@ -238,9 +256,6 @@ class GatewayClient:
                 ErrorType.INPUT_ERROR, "the names of the https input images do not resolve in time"
             )
             return Failure(slow, attempts=0, latency_ms=0, retries=[], retry_after=None)
-        shunned = self._shunned()
-        if shunned is not None:
-            return Failure(shunned[0], attempts=0, latency_ms=0, retries=[], retry_after=shunned[1])
         if deadline.remaining() < config.min_attempt_seconds:
             late = PipelineError(ErrorType.TIMEOUT, "no time left in this invocation to call the gateway")
             return Failure(late, attempts=0, latency_ms=0, retries=[], retry_after=0.0)
@@ -259,10 +274,13 @@ class GatewayClient:
             start = self._clock.monotonic()
             try:
                 answer = await self._attempt(body, deadline)
+            except _Shunned as shunned:
+                return Failure(shunned.error, len(retries), 0, retries, retry_after=shunned.seconds)
             except PipelineError as exc:
                 error = exc
             else:
-                return await self._keep(answer, len(retries) + 1, start, retries, deadline)
+                kept = await self._keep(answer, len(retries) + 1, start, retries, deadline)
+                return _warn(kept, job)
             attempts, latency_ms = len(retries) + 1, self._since(start)
             fallback = None if switched else self._fallback(dialect, error)
             if fallback is not None:
@@ -414,16 +432,19 @@ class GatewayClient:
         _SHUNNED[self._endpoint] = (self._clock.monotonic() + error.retry_after, error)
         return error.retry_after
 
-    def _shunned(self) -> tuple[PipelineError, float] | None:
-        """The error and the seconds left while this endpoint is shunned."""
+    def _refuse_if_shunned(self) -> None:
+        """Raise _Shunned while this endpoint is known to be no gateway (checked once a call may start:
+        jobs that waited for a slot learn what the one before them found)."""
         held = _SHUNNED.get(self._endpoint)
         left = held[0] - self._clock.monotonic() if held else 0.0
-        return (held[1], left) if held and left > 0 else None
+        if held and left > 0:
+            raise _Shunned(held[1], left)
 
     async def _attempt(self, body: bytes, deadline: Deadline) -> Answer:
         """One call, within the deadline: its answer (not yet downloaded), or PipelineError."""
         budget = deadline.remaining()
         async with self._slots:
+            self._refuse_if_shunned()
             try:
                 async with asyncio.timeout(budget):
                     async with self._http.stream(

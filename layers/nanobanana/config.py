@@ -20,6 +20,7 @@ ENVIRONMENT: dict[str, str] = {
     "API_KEY_SECRET_ARN": "api_key_secret_arn",
     "MODEL_ID": "model_id",
     "GATEWAY_DIALECT": "dialect",
+    "GATEWAY_STREAM": "stream",
     "PRICE_PER_IMAGE_USD": "price_per_image_usd",
     "MAX_FILE_BYTES": "max_file_bytes",
     "MAX_JOBS_PER_FILE": "max_jobs_per_file",
@@ -46,6 +47,7 @@ class Settings(BaseModel):
     api_key_secret_arn: str = ""
     model_id: str = "gemini-2.5-flash-image-preview"
     dialect: Dialect = "auto"
+    stream: bool = False
     price_per_image_usd: float = Field(default=0.039, ge=0)
     max_file_bytes: int = Field(default=100 * 1024 * 1024, gt=0)
     max_jobs_per_file: int = Field(default=50_000, gt=0)

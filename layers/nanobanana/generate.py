@@ -220,6 +220,7 @@ class Generator:
             "latency_ms": success.latency_ms,
             "retries": [str(error_type) for error_type in success.retries],
             "image_bytes": sum(len(image.data) for image in success.images),
+            "warnings": success.warnings,
         }
         budget = _write_budget(remaining_ms)
         try:
@@ -245,6 +246,7 @@ class Generator:
         """The result record of a paid answer, from what was kept; then the job is final."""
         calls, cost_usd = progress.calls, progress.cost_usd
         answer = {key: kept[key] for key in ("model", "finish_reason", "text", "latency_ms")}
+        answer["warnings"] = kept.get("warnings", [])
         retries = [ErrorType(error_type) for error_type in kept["retries"]]
         if "lost" in kept:
             error = PipelineError(ErrorType.PIPELINE_ERROR, kept["lost"])
@@ -424,6 +426,7 @@ def gateway_factory(settings: Settings, secret: Callable[[], str]) -> Callable[[
                 api_key=api_key,
                 model=settings.model_id,
                 dialect=settings.dialect,
+                stream=settings.stream,
                 price_per_image_usd=settings.price_per_image_usd,
                 max_answer_bytes=settings.max_answer_bytes,
                 max_images_per_answer=settings.max_images_per_answer,

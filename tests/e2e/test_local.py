@@ -159,3 +159,27 @@ def test_retries_by_cause_in_the_report_and_the_gallery(
     assert main(["local", str(prompts), "--out", str(out)]) == 0
     assert "retries       1   (server_error 1)" in capsys.readouterr().out
     assert "retries 1 (server_error 1)" in (out / "index.html").read_text()
+
+
+def test_stream_dialect_fallback_and_ratio_warnings_reach_the_records(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from nanobanana_cli.standin import StandInGateway
+
+    jobs = tmp_path / "wild.jsonl"
+    lines = [
+        {"id": "strict", "prompt": "a wide fox [[strict]]", "aspect_ratio": "16:9"},
+        {"id": "square", "prompt": "a wide fox [[square]]", "aspect_ratio": "16:9"},
+    ]
+    jobs.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    out = tmp_path / "out"
+    with StandInGateway(api_key="sk-wild-0123456789") as gateway:
+        args = ["local", str(jobs), "--out", str(out), "--stream", "--concurrency", "1"]
+        code = main([*args, "--api-base-url", gateway.base_url, "--api-key", "sk-wild-0123456789"])
+        requests = gateway.requests
+    assert code == 0, capsys.readouterr().out
+    records = _records(out)["wild"]
+    assert all(request["stream"] is True for request in requests)
+    assert records["strict"]["warnings"] == []  # the ratio reached the gateway in the other dialect
+    assert records["strict"]["attempts"] == 2
+    assert "aspect_ratio 16:9" in records["square"]["warnings"][0]

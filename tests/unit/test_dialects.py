@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from gateway_cases import JPEG, PNG, data_url
 
-from nanobanana.dialects import build_request, resolve_dialect
+from nanobanana.dialects import build_request, other_dialect, ratio_warnings, resolve_dialect
 from nanobanana.errors import ErrorType, PipelineError
 from nanobanana.images import InputImage
 from nanobanana.jobs import parse_job
@@ -156,3 +156,44 @@ def test_options_merge_with_the_jobs_own_image_config() -> None:
     body = build_request(job, model=DEFAULT, dialect="openrouter", inputs=[])
     assert body["image_config"] == {"aspect_ratio": "1:1", "extra": 1}
     assert "stream" not in body
+    assert build_request(job, model=DEFAULT, dialect="newapi", inputs=[], stream=True)["stream"] is True
+
+
+@pytest.mark.parametrize(
+    ("dialect", "message", "expected"),
+    [
+        ("newapi", 'Invalid JSON payload received. Unknown name "google": Cannot find field.', "openrouter"),
+        ("newapi", "extra_body: Extra inputs are not permitted", "openrouter"),
+        ("openrouter", "Unrecognized request argument supplied: modalities", "newapi"),
+        ("openrouter", "Unknown name \"image_config\" at 'generation_config'", "newapi"),
+        ("newapi", "Unrecognized request argument supplied: modalities", None),  # not a newapi field
+        ("newapi", "the google model is overloaded", None),  # no word of rejection
+        ("openrouter", "max_tokens: Extra inputs are not permitted", None),
+    ],
+)
+def test_other_dialect_only_for_a_rejected_field_of_this_one(
+    dialect: Any, message: str, expected: str | None
+) -> None:
+    assert other_dialect(dialect, message) == expected
+
+
+@pytest.mark.parametrize(
+    ("ratio", "sizes", "warned"),
+    [
+        ("16:9", [(1344, 768)], []),  # Gemini's own 16:9, 1.5 % off
+        ("4:3", [(1184, 864)], []),
+        ("21:9", [(1536, 672)], []),
+        ("16:9", [(1024, 1024)], [1]),
+        ("9:16", [(768, 1344), (1024, 1024)], [2]),
+        ("1:1", [None, (0, 0)], []),  # unknown sizes say nothing
+        (None, [(1024, 1024)], []),
+    ],
+)
+def test_ratio_warnings_name_each_image_without_the_ratio(
+    ratio: str | None, sizes: list[tuple[int, int] | None], warned: list[int]
+) -> None:
+    warnings = ratio_warnings(ratio, sizes)
+    assert len(warnings) == len(warned)
+    for warning, number in zip(warnings, warned, strict=True):
+        assert f"aspect_ratio {ratio} was asked for" in warning
+        assert ("the image is" if len(sizes) == 1 else f"image {number} is") in warning

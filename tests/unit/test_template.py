@@ -168,6 +168,7 @@ def test_settings_parse_with_the_templates_values_and_defaults(
     defaults = Settings(bucket="b", idempotency_table="t")
     assert settings.model_id == defaults.model_id
     assert settings.dialect == defaults.dialect
+    assert settings.stream is defaults.stream is False
     assert settings.price_per_image_usd == defaults.price_per_image_usd
     assert set(parameters["GatewayDialect"]["AllowedValues"]) == set(get_args(Dialect))
     assert parameters["MetricsNamespace"]["Default"] == metrics.DEFAULT_NAMESPACE
