@@ -90,3 +90,19 @@ def test_an_envelope_is_only_trusted_with_its_attribute() -> None:
     body: Any = envelope(job, batch="cats", source={}, upload="v1")
     work = read_message(sqs_record(body))  # sent by hand, without the attribute: a user's job object
     assert work.error is not None and work.error.field == "job"
+
+
+@pytest.mark.parametrize(
+    ("body", "problem"),
+    [
+        ("[" * 10_000 + "]" * 10_000, "nested more than 32 levels"),
+        ('{"prompt": "x", "seed": ' + "9" * 5000 + "}", "seed: a number of 5000 digits"),
+        ('{"prompt": "x", "metadata": ' + '{"a":' * 256 + "1" + "}" * 256 + "}", "metadata: nested"),
+        ('{"prompt": "x", "temperature": NaN}', "temperature: NaN is not a number"),
+        ('{"prompt": "x", "seed": "1"}', "seed: Input should be a valid integer"),
+    ],
+)
+def test_a_hostile_message_is_an_invalid_job_not_an_exception(body: str, problem: str) -> None:
+    work = read_message(sqs_record(body))
+    assert work.job is None and work.error is not None
+    assert problem in work.error.message
