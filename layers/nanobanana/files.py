@@ -97,13 +97,14 @@ def check_size(size: int, limit: int) -> None:
 
 
 def split_lines(chunks: Iterable[bytes], max_bytes: int = MAX_LINE_BYTES) -> Iterator[bytes | LongLine]:
-    """The lines of a stream read in chunks, without their `\\n`, in time linear in the stream's size.
+    """The lines of a stream read in chunks, in time linear in the stream's size.
 
+    Lines end as `bytes.splitlines` ends them (`\\n`, `\\r\\n` or `\\r`), and come without their ending.
     A line over `max_bytes` is never held: it is counted as it streams past and yielded as a LongLine.
     """
     parts: list[bytes] = []
     size = 0
-    for chunk in chunks:
+    for chunk in _newlines(chunks):
         *ends, rest = chunk.split(b"\n")
         for piece in ends:
             size += len(piece)
@@ -118,6 +119,17 @@ def split_lines(chunks: Iterable[bytes], max_bytes: int = MAX_LINE_BYTES) -> Ite
         yield LongLine(size) if size > max_bytes else b"".join(parts)
 
 
+def _newlines(chunks: Iterable[bytes]) -> Iterator[bytes]:
+    """The chunks, every line ending made `\\n` (a `\\r` ending a chunk waits: a `\\n` may follow)."""
+    held = b""
+    for chunk in chunks:
+        chunk = held + chunk
+        held = b"\r" if chunk.endswith(b"\r") else b""
+        yield chunk[: len(chunk) - len(held)].replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+    if held:
+        yield b"\n"
+
+
 def _bounded(chunks: Iterable[bytes], limit: int) -> Iterator[bytes]:
     """The chunks, or FileError once more than `limit` bytes came: whatever size the file claimed."""
     total = 0
@@ -128,14 +140,14 @@ def _bounded(chunks: Iterable[bytes], limit: int) -> Iterator[bytes]:
 
 
 def _decode(raw: bytes, number: int) -> str:
-    """Strict UTF-8 (a leading BOM allowed, a line's `\\r` removed); FileError for any other bytes."""
+    """Strict UTF-8 (a leading BOM allowed); FileError for any other bytes."""
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise FileError(
             f"line {number} is not valid UTF-8 (byte {exc.start}); save the file as UTF-8"
         ) from None
-    return (text.removeprefix("\ufeff") if number == 1 else text).removesuffix("\r")
+    return text.removeprefix("\ufeff") if number == 1 else text
 
 
 def decode_lines(chunks: Iterable[bytes]) -> Iterator[tuple[int, str | LongLine]]:

@@ -36,6 +36,19 @@ def test_txt_skips_blanks_and_comments_and_numbers_by_line() -> None:
     ]
 
 
+def test_every_line_ending_ends_a_line() -> None:
+    """`\\n`, `\\r\\n` and an old Mac's `\\r` alike, wherever the chunks fall."""
+    parsed = parse("one\rtwo\r\nthree\nfour\r", ".txt")
+    assert [(p.line, p.job and p.job.prompt) for p in parsed] == [
+        (1, "one"),
+        (2, "two"),
+        (3, "three"),
+        (4, "four"),
+    ]
+    (row,) = parse('prompt\r\n"a cat\r\non two lines"\r\n', ".csv")
+    assert row.job is not None and row.job.prompt == "a cat\non two lines"
+
+
 def test_jsonl_bad_lines_fail_alone() -> None:
     text = "\n".join(
         [

@@ -232,13 +232,15 @@ def test_every_job_of_a_file_has_its_own_record(ids: list[str | None], valid: li
 
 
 @given(st.binary(max_size=300), st.integers(1, 40), st.integers(0, 30))
-def test_split_lines_is_a_plain_split_whatever_the_chunks(data: bytes, size: int, limit: int) -> None:
-    expected: list[bytes | LongLine] = [
-        LongLine(len(line)) if len(line) > limit else line for line in data.split(b"\n")
-    ]
-    if data.endswith(b"\n") or not data:
-        expected.pop()
+def test_split_lines_is_splitlines_whatever_the_chunks(data: bytes, size: int, limit: int) -> None:
+    expected = [LongLine(len(line)) if len(line) > limit else line for line in data.splitlines()]
     assert list(split_lines(chunks(data, size), limit)) == expected
+
+
+@given(st.lists(st.sampled_from([b"a", b"\r", b"\n", b"\r\n", b"xyz"]), max_size=30), st.integers(1, 5))
+def test_line_endings_split_as_splitlines_does_across_chunks(pieces: list[bytes], size: int) -> None:
+    data = b"".join(pieces)
+    assert list(split_lines(chunks(data, size), 100)) == data.splitlines()
 
 
 # -- any input: a ParsedLine or FileError, nothing else ------------------------------------------------
