@@ -6,10 +6,12 @@ SAM_VENV  := .venv-sam
 SAM       := $(SAM_VENV)/bin/sam
 STAMP     := $(VENV)/.installed
 SAM_STAMP := $(SAM_VENV)/.installed
+LITELLM_VENV  := .venv-litellm
+LITELLM_STAMP := $(LITELLM_VENV)/.installed
 export AWS_DEFAULT_REGION ?= us-east-1
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: help venv demo test lint typecheck unit template bench clean
+.PHONY: help venv demo test lint typecheck unit litellm template bench clean
 
 help:
 	@echo "make demo   run the pipeline offline over samplefiles/ (moto + stand-in gateway)"
@@ -22,6 +24,15 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $@
+
+# The LiteLLM proxy that tests/litellm runs as a user would (a real gateway in front of a fake Gemini API)
+# lives in its own venv: its many pins stay out of the project's packages. Pinned: the test holds its
+# behaviour (how it maps the request dialects, relays errors and streams).
+$(LITELLM_STAMP):
+	$(PYTHON) -m venv $(LITELLM_VENV)
+	$(LITELLM_VENV)/bin/python -m pip install -q --upgrade pip
+	$(LITELLM_VENV)/bin/python -m pip install -q 'litellm[proxy]==1.108.7'
 	touch $@
 
 # aws-sam-cli lives in its own venv: it pins its own boto3 and must stay out of the runtime.
@@ -44,8 +55,11 @@ typecheck: $(STAMP)
 	$(BIN)/mypy functions/ingest/app.py
 	$(BIN)/mypy functions/generate/app.py
 
-unit: $(STAMP)
+unit: $(STAMP) $(LITELLM_STAMP)
 	$(BIN)/pytest -q
+
+litellm: $(STAMP) $(LITELLM_STAMP)
+	$(BIN)/pytest -q tests/litellm
 
 template: $(STAMP) $(SAM_STAMP)
 	$(BIN)/cfn-lint template.yaml
@@ -58,4 +72,4 @@ bench: $(STAMP)
 	$(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) $(SAM_VENV) .aws-sam out .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(SAM_VENV) $(LITELLM_VENV) .aws-sam out .pytest_cache .mypy_cache .ruff_cache
