@@ -10,7 +10,7 @@ from html import escape
 from pathlib import Path
 from urllib.parse import quote
 
-from nanobanana_cli.report import Result, Summary, advice, human_bytes, milliseconds, retry_causes
+from nanobanana_cli.report import Result, Summary, advice, human_bytes, milliseconds, percent, retry_causes
 
 GALLERY_FILE = "index.html"
 
@@ -42,7 +42,7 @@ def _totals_table(summary: Summary) -> str:
     return (
         '<table class="totals"><tr><th>batch</th><th>jobs</th><th>succeeded</th><th>failed</th>'
         f"<th>est. cost</th></tr>{body}</table>"
-        f'<p class="meta">success rate {summary.success_rate:.1%} · latency p50 '
+        f'<p class="meta">success rate {percent(summary.success_rate)} · latency p50 '
         f"{escape(milliseconds(summary.latency_p50_ms))}, p90 {escape(milliseconds(summary.latency_p90_ms))}"
         f" · {summary.images} images ({escape(human_bytes(summary.image_bytes))})"
         + (f" · {summary.dead_letters} dead-lettered message(s)" if summary.dead_letters else "")

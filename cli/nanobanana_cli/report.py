@@ -1,7 +1,9 @@
-"""The run report: what a finished local run produced, read back from the result records.
+"""The run report: what a local run produced, read back from the output directory.
 
-The terminal report and the gallery both come from `summarize`, so the numbers a user sees in the two
-places cannot disagree.
+The terminal report, its summary line and the gallery all come from one `Summary`, so the numbers a user
+sees in the three places cannot disagree. A batch's totals are its completion file (`_batch.json`) when
+the run wrote one, else its result records; a dead-lettered message counts only if its job has no record
+(a job that failed on its last delivery has both, and is one failed job).
 """
 
 from __future__ import annotations
@@ -16,6 +18,9 @@ from typing import Any
 
 from nanobanana.errors import ADVICE, ErrorType
 from nanobanana.storage import INGEST_ERROR_FILE, OUTPUTS_PREFIX
+
+#: A batch's completion summary, written when every job of the upload has ended.
+COMPLETION_FILE = "_batch.json"
 
 
 @dataclass(frozen=True)
@@ -49,6 +54,20 @@ class BatchTotals:
     def failed(self) -> int:
         return self.jobs - self.succeeded
 
+    def __add__(self, other: BatchTotals) -> BatchTotals:
+        return BatchTotals(
+            self.jobs + other.jobs, self.succeeded + other.succeeded, self.cost_usd + other.cost_usd
+        )
+
+    @classmethod
+    def of_completion(cls, completion: dict[str, Any]) -> BatchTotals:
+        """The totals of a `_batch.json`."""
+        return cls(
+            int(completion.get("total") or 0),
+            int(completion.get("succeeded") or 0),
+            float(completion.get("cost_usd") or 0.0),
+        )
+
     def add(self, result: Result) -> BatchTotals:
         return BatchTotals(
             self.jobs + 1,
@@ -71,6 +90,8 @@ class Summary:
     image_bytes: int
     dead_letters: int = 0
     results: list[Result] = field(default_factory=list)
+    #: what the run was: started_at, model, gateway host, dialect (shown above the totals)
+    run: dict[str, str] = field(default_factory=dict)
 
     @property
     def succeeded(self) -> int:
@@ -78,13 +99,13 @@ class Summary:
 
     @property
     def failed(self) -> int:
-        """Failed jobs, plus messages that ended in a dead-letter queue without a result."""
-        return self.totals.failed + self.dead_letters
+        return self.totals.failed
 
     @property
-    def success_rate(self) -> float:
+    def success_rate(self) -> float | None:
+        """None when no job ran: "100%" of nothing would say all is well when nothing happened."""
         total = self.succeeded + self.failed
-        return self.succeeded / total if total else 1.0
+        return self.succeeded / total if total else None
 
 
 def load_results(out_dir: Path, record_files: Iterable[Path]) -> list[Result]:
@@ -106,6 +127,32 @@ def load_results(out_dir: Path, record_files: Iterable[Path]) -> list[Result]:
     return sorted(results, key=lambda result: (result.batch, result.id))
 
 
+def dead_lettered(batch: str, job_id: str, what: str) -> Result:
+    """A failed result for a message that reached a dead-letter queue and left no record."""
+    message = f"{what} ended in a dead-letter queue without a result record: look in run.log for {job_id}"
+    record = {
+        "id": job_id,
+        "batch": batch,
+        "status": "failed",
+        "error": {"type": "pipeline_error", "message": message, "status_code": None, "retryable": False},
+    }
+    return Result(batch, job_id, record, (), 0)
+
+
+def load_completions(out_dir: Path, batches: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """The `_batch.json` of each batch that has one."""
+    completions = {}
+    for batch in batches:
+        path = out_dir / batch / COMPLETION_FILE
+        try:
+            completion = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(completion, dict):
+            completions[batch] = completion
+    return completions
+
+
 def percentile(values: list[float], q: float) -> float | None:
     """The nearest-rank percentile: a latency some job actually had, not an interpolation."""
     if not values:
@@ -114,22 +161,29 @@ def percentile(values: list[float], q: float) -> float | None:
     return ordered[max(0, math.ceil(q / 100 * len(ordered)) - 1)]
 
 
-def summarize(results: list[Result], *, dead_letters: int = 0) -> Summary:
-    totals = BatchTotals()
+def summarize(
+    results: list[Result],
+    *,
+    dead_letters: int = 0,
+    completions: dict[str, dict[str, Any]] | None = None,
+    run: dict[str, str] | None = None,
+) -> Summary:
+    """The run's numbers; a batch's `completions` entry (its `_batch.json`) wins over its records."""
     batches: dict[str, BatchTotals] = {}
     retries: Counter[str] = Counter()
     errors: Counter[str] = Counter()
     latencies = []
     for result in results:
-        totals = totals.add(result)
         batches[result.batch] = batches.get(result.batch, BatchTotals()).add(result)
         retries.update({str(k): int(v) for k, v in (result.record.get("retries") or {}).items()})
         if result.error is not None:
             errors[str(result.error.get("type"))] += 1
         if result.succeeded and result.record.get("latency_ms") is not None:
             latencies.append(float(result.record["latency_ms"]))
+    for batch, completion in (completions or {}).items():
+        batches[batch] = BatchTotals.of_completion(completion)
     return Summary(
-        totals=totals,
+        totals=sum(batches.values(), BatchTotals()),
         batches=dict(sorted(batches.items())),
         latency_p50_ms=percentile(latencies, 50),
         latency_p90_ms=percentile(latencies, 90),
@@ -139,6 +193,7 @@ def summarize(results: list[Result], *, dead_letters: int = 0) -> Summary:
         image_bytes=sum(result.image_bytes for result in results),
         dead_letters=dead_letters,
         results=results,
+        run=dict(run or {}),
     )
 
 
@@ -159,6 +214,10 @@ def human_bytes(size: int) -> str:
     raise AssertionError("unreachable")
 
 
+def percent(rate: float | None) -> str:
+    return "-" if rate is None else f"{rate:.1%}"
+
+
 def milliseconds(value: float | None) -> str:
     return "-" if value is None else f"{value:,.0f} ms"
 
@@ -177,7 +236,7 @@ def format_report(summary: Summary) -> str:
     jobs = summary.succeeded + summary.failed
     lines = [
         f"jobs          {jobs}   ({summary.succeeded} succeeded, {summary.failed} failed)",
-        f"success rate  {summary.success_rate:.1%}",
+        f"success rate  {percent(summary.success_rate)}",
         f"latency       p50 {milliseconds(summary.latency_p50_ms)}"
         f"   p90 {milliseconds(summary.latency_p90_ms)}",
         f"images        {summary.images}   ({human_bytes(summary.image_bytes)})",
@@ -186,7 +245,10 @@ def format_report(summary: Summary) -> str:
     if summary.retries:
         lines.append(f"retries       {sum(summary.retries.values())}   ({retry_causes(summary)})")
     if summary.dead_letters:
-        lines.append(f"dead letters  {summary.dead_letters} message(s) moved to a dead-letter queue")
+        lines.append(
+            f"dead letters  {summary.dead_letters} message(s) in a dead-letter queue"
+            " (their jobs are counted above)"
+        )
     if summary.errors:
         lines.append("errors")
         for error_type, count in summary.errors.items():

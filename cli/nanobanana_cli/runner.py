@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import importlib.util
+import math
 import os
 import queue
 import sys
@@ -31,6 +32,10 @@ from nanobanana_cli.stack import ACCOUNT_ID, GENERATE_FUNCTION, REGION, Function
 #: the queue's VisibilityTimeout (minutes), so that a local run does not sit idle.
 LOCAL_REDELIVERY_SECONDS = 1
 POLL_INTERVAL_SECONDS = 0.05
+#: Progress is redrawn at most this often.
+TICK_SECONDS = 0.25
+#: Consecutive empty readings of every queue before a run counts as drained (see `drain`).
+EMPTY_READINGS = 3
 SQS_MAX_MESSAGES = 10
 
 Handler = Callable[[dict[str, Any], Any], Any]
@@ -135,6 +140,15 @@ def _visible_at(queue_name: str, receipt_handle: str) -> float | None:
     return None
 
 
+def messages_in(queue_name: str) -> int:
+    """Messages in the queue in any state (visible, in flight, delayed), read at one instant.
+
+    Unlike GetQueueAttributes, which moto answers by walking every message several times (tens of
+    milliseconds for a few hundred), this costs nothing: the runner reads it many times a second.
+    """
+    return len(sqs_backends[ACCOUNT_ID][REGION].get_queue(queue_name)._messages)
+
+
 @dataclass
 class Invocation:
     records: list[dict[str, Any]]
@@ -158,6 +172,7 @@ class ExecutionEnvironment:
                 self.mapping.complete(invocation, self._invoke(invocation.records))
             finally:
                 self.mapping.idle.put(self)
+                self.mapping.wake.set()
 
     def _invoke(self, records: list[dict[str, Any]]) -> set[str]:
         """Run the handler; the ids of the records that failed (all of them if it raised)."""
@@ -174,16 +189,41 @@ class ExecutionEnvironment:
         return {str(item["itemIdentifier"]) for item in failures} & ids
 
 
-class EventSourceMapping:
-    """Lambda's SQS poller for one function: ReceiveMessage, invoke, delete or leave for redelivery."""
+#: Decides, before an invocation, whether a record is handed to the function at all (False: the
+#: message is deleted unseen, as a job already done is).
+Admit = Callable[[dict[str, Any]], bool]
+#: Told of every invocation's end: its records, and which of them failed or were given back delayed.
+OnComplete = Callable[["Invocation", set[str]], None]
 
-    def __init__(self, function: Function, source: Queue, concurrency: int) -> None:
+
+class EventSourceMapping:
+    """Lambda's SQS poller for one function: ReceiveMessage, invoke, delete or leave for redelivery.
+
+    `admit` and `on_complete` let a runner skip work it already has and see each invocation end; `wake`
+    is set whenever an environment becomes idle, so that one poller can serve several mappings without
+    sleeping through the moment work can be handed out (`drain` gives all its mappings one).
+    """
+
+    def __init__(
+        self,
+        function: Function,
+        source: Queue,
+        concurrency: int,
+        *,
+        admit: Admit | None = None,
+        on_complete: OnComplete | None = None,
+    ) -> None:
         self.function = function
         self.source = source
         self.sqs = boto3.client("sqs", region_name=REGION)
+        self.admit = admit
+        self.on_complete = on_complete
+        self.wake = threading.Event()
         self.idle: queue.Queue[ExecutionEnvironment] = queue.Queue()
         self.environments = [ExecutionEnvironment(self, index) for index in range(concurrency)]
+        self._ahead: list[dict[str, Any]] = []
         self.deleted = 0
+        self.skipped = 0
         self._lock = threading.Lock()
         for environment in self.environments:
             environment.thread.start()
@@ -195,7 +235,7 @@ class EventSourceMapping:
             environment = self.idle.get_nowait()
         except queue.Empty:
             return False
-        records = self._receive()
+        records = self._admitted(self._take())
         if not records:
             self.idle.put(environment)
             return False
@@ -203,12 +243,21 @@ class EventSourceMapping:
         environment.inbox.put(Invocation(records, visible_at))
         return True
 
-    def _receive(self) -> list[dict[str, Any]]:
+    def _take(self) -> list[dict[str, Any]]:
+        """A batch for one invocation, from what was received ahead (Lambda's poller, too, receives ten
+        at a time and hands them out): moto walks the whole queue on every ReceiveMessage."""
+        size = self.function.batch_size
+        if len(self._ahead) < size:
+            self._ahead.extend(self._receive(SQS_MAX_MESSAGES * math.ceil(size / SQS_MAX_MESSAGES)))
+        batch, self._ahead = self._ahead[:size], self._ahead[size:]
+        return batch
+
+    def _receive(self, wanted: int) -> list[dict[str, Any]]:
         messages: list[dict[str, Any]] = []
-        while len(messages) < self.function.batch_size:
+        while len(messages) < wanted:
             got = self.sqs.receive_message(
                 QueueUrl=self.source.url,
-                MaxNumberOfMessages=min(SQS_MAX_MESSAGES, self.function.batch_size - len(messages)),
+                MaxNumberOfMessages=min(SQS_MAX_MESSAGES, wanted - len(messages)),
                 MessageSystemAttributeNames=["All"],
                 MessageAttributeNames=["All"],
                 WaitTimeSeconds=0,
@@ -218,15 +267,29 @@ class EventSourceMapping:
             messages.extend(dict(message) for message in got)
         return [sqs_record(message, self.source.arn) for message in messages]
 
-    def complete(self, invocation: Invocation, failed: set[str]) -> None:
-        """Delete the successes; a failure the handler did not delay comes back after a short local wait."""
-        done = [r for r in invocation.records if r["messageId"] not in failed]
-        for start in range(0, len(done), SQS_MAX_MESSAGES):
-            chunk = done[start : start + SQS_MAX_MESSAGES]
+    def _admitted(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The records to invoke with; the others are deleted here, never reaching the function."""
+        if self.admit is None:
+            return records
+        admitted = [record for record in records if self.admit(record)]
+        refused = [record for record in records if record not in admitted]
+        self._delete(refused)
+        with self._lock:
+            self.skipped += len(refused)
+        return admitted
+
+    def _delete(self, records: list[dict[str, Any]]) -> None:
+        for start in range(0, len(records), SQS_MAX_MESSAGES):
+            chunk = records[start : start + SQS_MAX_MESSAGES]
             self.sqs.delete_message_batch(
                 QueueUrl=self.source.url,
                 Entries=[{"Id": str(i), "ReceiptHandle": r["receiptHandle"]} for i, r in enumerate(chunk)],
             )
+
+    def complete(self, invocation: Invocation, failed: set[str]) -> None:
+        """Delete the successes; a failure the handler did not delay comes back after a short local wait."""
+        done = [r for r in invocation.records if r["messageId"] not in failed]
+        self._delete(done)
         for record in invocation.records:
             handle = record["receiptHandle"]
             if (
@@ -238,16 +301,32 @@ class EventSourceMapping:
                 )
         with self._lock:
             self.deleted += len(done)
+        if self.on_complete is not None:
+            self.on_complete(invocation, failed)
+
+    @property
+    def in_flight(self) -> int:
+        """Environments running an invocation now."""
+        return len(self.environments) - self.idle.qsize()
 
     @property
     def busy(self) -> bool:
-        return self.idle.qsize() < len(self.environments)
+        return self.in_flight > 0
 
-    def stop(self) -> None:
+    def stop(self, abandon: threading.Event | None = None) -> None:
+        """Let running invocations finish, then end every environment's thread; unless `abandon` is set
+        meanwhile: then the threads (daemons) are left to die with the process. Messages received
+        ahead go back to the queue at once."""
+        for record in self._ahead:
+            self.sqs.change_message_visibility(
+                QueueUrl=self.source.url, ReceiptHandle=record["receiptHandle"], VisibilityTimeout=0
+            )
+        self._ahead = []
         for environment in self.environments:
             environment.inbox.put(None)
         for environment in self.environments:
-            environment.thread.join()
+            while environment.thread.is_alive() and not (abandon and abandon.is_set()):
+                environment.thread.join(POLL_INTERVAL_SECONDS)
 
 
 def event_source_mappings(stack: Stack, concurrency: int) -> list[EventSourceMapping]:
@@ -261,7 +340,7 @@ def event_source_mappings(stack: Stack, concurrency: int) -> list[EventSourceMap
 
 
 def queue_depth(sqs: Any, url: str) -> int:
-    """Messages in the queue in any state: visible, in flight or delayed."""
+    """Messages in the queue in any state: visible, in flight or delayed, in one read of the counters."""
     names = [
         "ApproximateNumberOfMessages",
         "ApproximateNumberOfMessagesNotVisible",
@@ -271,19 +350,44 @@ def queue_depth(sqs: Any, url: str) -> int:
     return sum(int(attributes.get(name, 0)) for name in names)
 
 
-def drain(mappings: list[EventSourceMapping], on_tick: Callable[[], None] = lambda: None) -> None:
-    """Poll every mapping until every source queue is empty, in-flight messages included."""
-    sqs = boto3.client("sqs", region_name=REGION)
-    while True:
-        polled = [mapping.poll() for mapping in mappings]  # every mapping polls, each tick
-        on_tick()
-        if any(polled):
-            continue
-        if not any(mapping.busy for mapping in mappings) and all(
-            queue_depth(sqs, mapping.source.url) == 0 for mapping in mappings
-        ):
-            return
-        time.sleep(POLL_INTERVAL_SECONDS)
+def drain(
+    mappings: list[EventSourceMapping],
+    on_tick: Callable[[], None] = lambda: None,
+    stop: threading.Event | None = None,
+) -> bool:
+    """Poll every mapping until every source queue is empty; False if `stop` was set first.
+
+    Work is handed out as soon as an environment is idle (the mappings' `wake`), not at the next tick.
+    The queues count as drained only after EMPTY_READINGS consecutive readings, spaced by the poll
+    interval, in which no environment was running and no queue held a message in any state: a message
+    changing hands (redelivered, moved to a dead-letter queue, sent by a handler that just returned)
+    can be missed by one reading, never by several in a row.
+    """
+    wake = mappings[0].wake
+    for mapping in mappings:
+        mapping.wake = wake  # one event for all: any idle environment wakes the poller
+    empty_readings = 0
+    last_tick = 0.0
+    while stop is None or not stop.is_set():
+        wake.clear()
+        dispatched = False
+        for mapping in mappings:
+            while mapping.poll():
+                dispatched = True
+        if time.monotonic() - last_tick >= TICK_SECONDS:
+            on_tick()
+            last_tick = time.monotonic()
+        if dispatched or any(mapping.busy for mapping in mappings):
+            empty_readings = 0
+        elif all(messages_in(mapping.source.name) == 0 for mapping in mappings):
+            empty_readings += 1
+            if empty_readings >= EMPTY_READINGS:
+                on_tick()
+                return True
+        else:
+            empty_readings = 0
+        wake.wait(POLL_INTERVAL_SECONDS)
+    return False
 
 
 def serve(mappings: list[EventSourceMapping], stop: threading.Event) -> None:
