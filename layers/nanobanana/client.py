@@ -168,9 +168,13 @@ def forget_gateways() -> None:
 
 
 def chat_completions_url(base_url: str) -> str:
-    """`{base}/v1/chat/completions`, whether the base was given with or without `/v1` or a slash."""
-    base = base_url.rstrip("/").removesuffix("/chat/completions").removesuffix("/v1")
-    return f"{base}/v1/chat/completions"
+    """`{base}/v1/chat/completions`, whether the base was given with or without `/v1` or a slash; a URL
+    that already ends in `/chat/completions` is the endpoint itself (Google's own is
+    `.../v1beta/openai/chat/completions`)."""
+    base = base_url.rstrip("/")
+    if base.endswith("/chat/completions"):
+        return base
+    return f"{base.removesuffix('/v1')}/v1/chat/completions"
 
 
 class GatewayClient:
@@ -425,6 +429,13 @@ class GatewayClient:
             learn_dialect(self._endpoint, other)
         return other
 
+    def _recognise(self, headers: httpx.Headers) -> None:
+        """Under `auto`, a LiteLLM proxy (its `x-litellm-*` headers on every answer) speaks the openrouter
+        dialect: LiteLLM copies `extra_body` to the top of the upstream's request, where Gemini rejects it
+        or a lenient upstream drops the options silently."""
+        if self._config.dialect == "auto" and any(name.startswith("x-litellm-") for name in headers):
+            learn_dialect(self._endpoint, "openrouter")
+
     def _shun(self, error: PipelineError) -> float | None:
         """After a web page where the gateway's JSON belongs: no call to this endpoint for a while."""
         if not isinstance(error, NotAGateway) or error.retry_after is None:
@@ -454,6 +465,7 @@ class GatewayClient:
                         headers={**self._auth, "Content-Type": "application/json"},
                         timeout=self._timeouts(min(self._config.read_timeout, budget)),
                     ) as response:
+                        self._recognise(response.headers)
                         if not response.is_success:
                             raise classify_http_error(
                                 response.status_code,

@@ -243,6 +243,15 @@ async def test_auto_gets_the_aspect_ratio_to_gemini_through_litellm(proxy: str) 
     assert isinstance(again, Success) and again.attempts == 1
 
 
+async def test_auto_recognises_litellm_before_a_job_asks_for_a_ratio(proxy: str) -> None:
+    assert isinstance(await generate(proxy, "a plain banana"), Success)
+    FakeGemini.requests.clear()
+    result = await generate(proxy, "a tall banana", aspect_ratio="9:16")
+    assert isinstance(result, Success) and result.attempts == 1
+    assert size(result.images[0].data) == SIZES["9:16"]
+    assert "google" not in FakeGemini.requests[0]
+
+
 async def test_a_streamed_answer_through_litellm(proxy: str) -> None:
     result = await generate(proxy, "a streamed banana", aspect_ratio="9:16", config={"stream": True})
     assert isinstance(result, Success), result

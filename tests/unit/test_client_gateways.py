@@ -11,7 +11,7 @@ from gateway_cases import API_KEY, FakeClock
 from test_client import Gateway, failed, image_answer, run, succeeded
 from test_gateway_shapes import HTTP_SERVER_501
 
-from nanobanana.client import GatewayClient, GatewayConfig
+from nanobanana.client import GatewayClient, GatewayConfig, chat_completions_url
 from nanobanana.errors import ErrorType
 from nanobanana.jobs import parse_job
 from nanobanana.retry import Deadline
@@ -112,3 +112,27 @@ async def test_a_200_web_page_is_no_gateway_either() -> None:
     page = httpx.Response(200, content=b"<!doctype html><html>Welcome to nginx!</html>")
     result = failed(await run(Gateway(page)))
     assert "web page" in result.error.message
+
+
+async def test_auto_recognises_litellm_by_its_headers_before_any_option_is_lost() -> None:
+    # LiteLLM's proxy sets x-litellm-* headers on its answers (litellm/proxy/common_request_processing.py)
+    answer = image_answer()
+    answer.headers["x-litellm-version"] = "1.108.7"
+    succeeded(await generate(Gateway(answer), job=parse_job({"id": "plain", "prompt": "a banana"})))
+    later = Gateway(image_answer())
+    succeeded(await generate(later))
+    assert sent(later.posts[0])["image_config"] == {"aspect_ratio": "16:9"}
+
+
+@pytest.mark.parametrize(
+    ("base", "endpoint"),
+    [
+        (
+            "https://generativelanguage.googleapis.com/v1beta/openai/chat/completions",
+            "https://generativelanguage.googleapis.com/v1beta/openai/chat/completions",
+        ),
+        ("https://gw.example/api/chat/completions/", "https://gw.example/api/chat/completions"),
+    ],
+)
+def test_a_full_chat_completions_url_is_the_endpoint_itself(base: str, endpoint: str) -> None:
+    assert chat_completions_url(base) == endpoint
