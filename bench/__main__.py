@@ -9,6 +9,8 @@
    answered by the harness (`captured_sends`): moto's SQS slows down with every message a queue holds.
 3. Reading single-line `.json` files of 4 to 32 MiB as Ingest reads them: seconds per MiB, flat (see
    `bench/reading.py`).
+4. Parsing hostile gateway answers of 1 to 8 MiB: seconds per MiB, flat; and the peak memory of
+   reading a 1 GiB gzip bomb under the 32 MiB answer cap (see `bench/answers.py`).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from multiprocessing.synchronize import Event
 from pathlib import Path
 from typing import Any
 
+from bench.answers import bench_answers
 from bench.reading import bench_reading
 from nanobanana_cli.harness import local_pipeline
 from nanobanana_cli.runner import LambdaContext, load_handler
@@ -128,6 +131,7 @@ def main() -> None:
         generate = bench_generate()
         ingest = bench_ingest()
         reading = bench_reading()
+        answers = bench_answers()
     print(
         f"generate: {generate['records']} records at {LATENCY_SECONDS} s latency: "
         f"warm {generate['warm_wall_s']} s -> ratio {generate['ratio']} (goal <= {generate['goal']}); "
@@ -144,7 +148,18 @@ def main() -> None:
         + f" (flat is the goal: spread {reading['spread']}x);"
         + f" peak Python memory {reading['peak_python_mb']} MB"
     )
-    print(json.dumps({"generate": generate, "ingest": ingest, "reading": reading}))
+    bomb = answers["bomb"]
+    print(
+        "parsing hostile answers (s/MiB at 1, 2, 4, 8 MiB; flat is the goal): "
+        + "; ".join(
+            f"{name} {[run['s_per_mib'] for run in runs]} (spread {answers['spread'][name]}x)"
+            for name, runs in answers["shapes"].items()
+        )
+        + f"; a {bomb['bomb_mib']} MiB gzip bomb under the {bomb['cap_mib']} MiB cap: {bomb['outcome']}"
+        + " after "
+        + f"{bomb['compressed_read_kb']} KB read, peak Python memory {bomb['peak_python_mb']} MB"
+    )
+    print(json.dumps({"generate": generate, "ingest": ingest, "reading": reading, "answers": answers}))
     print(f"handler logs: {log}")
 
 

@@ -8,6 +8,8 @@ from collections.abc import AsyncIterator, Iterable
 
 import httpx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from nanobanana.bodies import BodyTooLarge, iter_body, read_body
 from nanobanana.errors import ErrorType, PipelineError
@@ -109,3 +111,32 @@ async def test_a_body_read_already_is_only_measured() -> None:
             client.stream("GET", "https://gw.example/") as response,
         ):
             await read_body(response, 9, what="it", error_type=ErrorType.INPUT_ERROR)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    body=st.binary(max_size=3000),
+    encoding=st.sampled_from(["", "gzip", "deflate", "identity"]),
+    cut=st.integers(1, 500),
+    limit=st.integers(0, 4000),
+    corrupt=st.booleans(),
+)
+async def test_any_body_is_read_whole_under_its_cap_or_refused_with_the_typed_error(
+    body: bytes, encoding: str, cut: int, limit: int, corrupt: bool
+) -> None:
+    encoded = {"gzip": gzip.compress, "deflate": zlib.compress}.get(encoding, bytes)(body)
+    corrupt = corrupt and encoding in ("gzip", "deflate")
+    if corrupt:
+        encoded = encoded[: len(encoded) // 2]
+    pieces = [encoded[i : i + cut] for i in range(0, len(encoded), cut)]
+    refused: PipelineError | None = None
+    try:
+        got = await read(Chunks(pieces), limit, **{"content-encoding": encoding})
+    except PipelineError as error:
+        refused = error
+    if refused is None:
+        assert got == body
+        assert len(got) <= limit
+    else:
+        assert refused.type is ErrorType.BAD_RESPONSE
+        assert len(body) > limit or corrupt or len(encoded) > limit
