@@ -32,7 +32,7 @@ from nanobanana.files import (
 )
 from nanobanana.ingest import message_body
 from nanobanana.storage import READ_CHUNK_BYTES
-from nanobanana_cli.localrun import check_messages, gateway, parameters, run_local
+from nanobanana_cli.localrun import check_messages, environments, gateway, parameters, run_local
 from nanobanana_cli.outputs import StackError
 from nanobanana_cli.stackcli import add_commands, run_command
 from nanobanana_cli.up import DEFAULT_PORT, up
@@ -225,13 +225,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _up(args: argparse.Namespace) -> int:
+    """`--concurrency` means what it means for `local`: gateway calls in flight."""
+    generate_environments, batch_size = environments(args.concurrency)
     with gateway(args) as used:
         return up(
             port=args.port,
             stack_name=args.stack,
-            parameters=parameters(args, used),
+            parameters={**parameters(args, used), "BatchSize": str(batch_size)},
             api_key=used.api_key,
-            concurrency=args.concurrency,
+            concurrency=generate_environments,
             log_path=args.log,
         )
 

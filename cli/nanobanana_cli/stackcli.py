@@ -25,9 +25,8 @@ from nanobanana.files import PROMPTS_PREFIX, FileError, batch_name, extension_of
 from nanobanana.storage import INGEST_ERROR_FILE, READ_CHUNK_BYTES, output_key
 from nanobanana_cli.gallery import write_gallery
 from nanobanana_cli.outputs import StackError, Target, connect, describe, explain
-from nanobanana_cli.report import load_results, summarize, summary_line
+from nanobanana_cli.report import COMPLETION_FILE, load_completions, load_results, summarize, summary_line
 
-BATCH_FILE = "_batch.json"
 FAILED_FILE = "_failed.jsonl"
 #: How often `watch` reads the batch's state.
 WATCH_INTERVAL_SECONDS = 1.0
@@ -150,7 +149,7 @@ class Tracker:
 
     def progress(self) -> Progress:
         folder = output_key(self.run.batch, "")
-        summary = self.remote.json(folder + BATCH_FILE)
+        summary = self.remote.json(folder + COMPLETION_FILE)
         if summary is not None and str(summary.get("upload")) == self.run.upload:
             return Progress(
                 total=int(summary.get("total", 0)),
@@ -305,7 +304,7 @@ def fetch(remote: Remote, batch: str, out_dir: Path) -> int:
         remote.s3.download_file(remote.bucket, item["Key"], str(target))
         if name.endswith(".json") and (not name.startswith("_") or name == INGEST_ERROR_FILE):
             records.append(target)
-    summary = summarize(load_results(out_dir, records))
+    summary = summarize(load_results(out_dir, records), completions=load_completions(out_dir, [batch]))
     gallery = write_gallery(out_dir, summary)
     print(f"{len(items)} files from s3://{remote.bucket}/{folder} -> {out_dir / batch}")
     print(summary_line(summary))
