@@ -11,6 +11,9 @@
    `bench/reading.py`).
 4. Parsing hostile gateway answers of 1 to 8 MiB: seconds per MiB, flat; and the peak memory of
    reading a 1 GiB gzip bomb under the 32 MiB answer cap (see `bench/answers.py`).
+5. In the Lambda-like runtime (CPython 3.13, the built layer): each handler's cold import as a ratio to
+   `import boto3, httpx`, and the peak RSS of a Generate invocation of 10 jobs with ~2 MB images (see
+   `bench/runtime.py`).
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from typing import Any
 
 from bench.answers import bench_answers
 from bench.reading import bench_reading
+from bench.runtime import bench_runtime
 from nanobanana_cli.harness import local_pipeline
 from nanobanana_cli.runner import LambdaContext, load_handler
 from nanobanana_cli.standin import StandInGateway
@@ -132,6 +136,7 @@ def main() -> None:
         ingest = bench_ingest()
         reading = bench_reading()
         answers = bench_answers()
+        runtime = bench_runtime(handler_output)
     print(
         f"generate: {generate['records']} records at {LATENCY_SECONDS} s latency: "
         f"warm {generate['warm_wall_s']} s -> ratio {generate['ratio']} (goal <= {generate['goal']}); "
@@ -159,7 +164,28 @@ def main() -> None:
         + " after "
         + f"{bomb['compressed_read_kb']} KB read, peak Python memory {bomb['peak_python_mb']} MB"
     )
-    print(json.dumps({"generate": generate, "ingest": ingest, "reading": reading, "answers": answers}))
+    if "skipped" in runtime:
+        print(f"lambda runtime: skipped ({runtime['skipped']})")
+    else:
+        ratios = ", ".join(f"{name} {ratio}" for name, ratio in runtime["cold_import_ratio"].items())
+        baseline = runtime["baseline_import_ms"]
+        print(
+            f"lambda runtime: cold import / `import boto3, httpx` ({baseline} ms): {ratios} "
+            f"(goal <= {runtime['goal_ratio']}); Generate peak RSS after 10 jobs of "
+            f"{runtime['image_mb']} MB images: {runtime['generate_peak_rss_mb']} MB "
+            f"(goal <= {runtime['goal_rss_mb']} MB)"
+        )
+    print(
+        json.dumps(
+            {
+                "generate": generate,
+                "ingest": ingest,
+                "reading": reading,
+                "answers": answers,
+                "runtime": runtime,
+            }
+        )
+    )
     print(f"handler logs: {log}")
 
 

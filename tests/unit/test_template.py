@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, get_args
@@ -446,6 +447,24 @@ def test_outputs_say_where_everything_is(template: dict[str, Any]) -> None:
 
 
 # --- the layer ---------------------------------------------------------------------------------
+
+
+def test_the_layer_is_named_after_its_stack_and_built_for_the_functions_architecture(
+    template: dict[str, Any],
+) -> None:
+    layer = template["Resources"]["SharedLayer"]
+    assert layer["Properties"]["LayerName"] == {"Fn::Sub": "${AWS::StackName}-nanobanana"}
+    assert "CompatibleArchitectures" not in layer["Properties"]  # set once, in Globals
+    assert "BuildArchitecture" not in layer["Metadata"]
+    (architecture,) = template["Globals"]["Function"]["Architectures"]
+    platform = {"arm64": "manylinux2014_aarch64", "x86_64": "manylinux2014_x86_64"}[architecture]
+    dry_run = subprocess.run(
+        ["make", "-n", "-C", str(ROOT / "layers"), "build-SharedLayer", "ARTIFACTS_DIR=/nowhere"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert f"--platform {platform} " in dry_run.stdout
 
 
 def test_layer_requirements_are_pinned_and_leave_out_the_sdk() -> None:
