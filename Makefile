@@ -42,9 +42,14 @@ $(SAM_STAMP):
 	$(SAM_VENV)/bin/python -m pip install -q aws-sam-cli
 	touch $@
 
+# Always the stand-in, whatever gateway the environment names: the demo never makes a paid call.
+# Then screenshots of its gallery at desktop and phone width, if Chromium is installed.
+DEMO_OUT ?= out/demo
 demo: $(STAMP)
-	$(BIN)/nanobanana local samplefiles/*.txt samplefiles/*.jsonl samplefiles/*.json samplefiles/*.csv \
-		--sqs samplefiles/sqs/messages.jsonl --inputs samplefiles/inputs --out out/demo
+	env -u NANOBANANA_API_BASE_URL -u NANOBANANA_API_KEY \
+		$(BIN)/nanobanana local samplefiles/*.txt samplefiles/*.jsonl samplefiles/*.json samplefiles/*.csv \
+		--sqs samplefiles/sqs/messages.jsonl --inputs samplefiles/inputs --out $(DEMO_OUT)
+	@$(BIN)/python -m nanobanana_cli.browser $(DEMO_OUT)/index.html
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
