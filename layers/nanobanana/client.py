@@ -330,6 +330,7 @@ class GatewayClient:
                 f"{exc.detail} (the answer was paid for and is not generated again)",
                 status_code=exc.status_code,
                 retryable=False,
+                said=Said(answer.model, answer.finish_reason, answer.text),
             )
             return Failure(
                 error,

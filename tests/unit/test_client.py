@@ -333,6 +333,8 @@ async def test_a_paid_answer_is_not_paid_again_when_its_download_keeps_failing()
     assert (len(gateway.posts), len(gateway.gets), result.attempts) == (1, 3, 1)
     assert result.cost_usd == 0.05
     assert len(clock.sleeps) == 2  # the download alone waited and tried again
+    assert result.error.said is not None
+    assert result.error.said.model == "google/gemini-2.5-flash-image"  # kept for the failed record
 
 
 async def test_a_download_that_may_recover_is_retried_alone() -> None:
