@@ -19,6 +19,7 @@ from nanobanana.jobs import (
     PATTERN_HINTS,
     BatchName,
     Job,
+    JobSpec,
     default_id,
     loads,
     parse_defaults,
@@ -294,6 +295,13 @@ def _csv(lines: Iterable[tuple[int, str | LongLine]]) -> Iterator[ParsedLine]:
         header = reader.fieldnames
         if not header or ("prompt" not in header and "messages" not in header):
             raise FileError("a CSV file needs a header row with a 'prompt' column")
+        # a misspelt column would fail every row alike: say it once, for the file
+        unknown = [name for name in header if name and name not in JobSpec.model_fields]
+        if unknown:
+            raise FileError(
+                f"the header's column {', '.join(map(repr, unknown))} is not a job field "
+                f"(columns: {', '.join(JobSpec.model_fields)})"
+            )
         end = current[0]
         for row_number, row in enumerate(reader, start=1):
             start, end = end + 1, current[0]  # a quoted cell may have spanned several lines

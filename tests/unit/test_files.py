@@ -135,6 +135,15 @@ def test_csv_numbers_are_read_as_json_numbers() -> None:
     assert parsed[3].error is not None and parsed[3].error.field == "max_tokens"
 
 
+def test_a_misspelt_csv_column_is_one_error_for_the_file() -> None:
+    rows = "".join(f"cat {n},16:9\n" for n in range(1000))
+    with pytest.raises(FileError, match="column 'aspect_ratoi' is not a job field") as raised:
+        parse("prompt,aspect_ratoi\n" + rows, ".csv")
+    assert "aspect_ratio" in str(raised.value)  # the columns it could have meant
+    (row,) = parse("prompt,\na cat,\n", ".csv")  # a trailing comma names no column: still fine
+    assert row.job is not None
+
+
 def test_csv_without_prompt_column() -> None:
     with pytest.raises(FileError, match="'prompt' column"):
         parse("text,seed\nx,1\n", ".csv")
