@@ -337,3 +337,34 @@ def test_any_csv(header: list[str], rows: list[list[str]]) -> None:
     writer.writerow(header)
     writer.writerows(rows)
     assert_only_typed_errors(buffer.getvalue().encode("utf-8", "surrogatepass"), ".csv")
+
+
+# -- the last nets: a failure nobody foresaw still costs one line -------------------------------------
+
+
+def test_an_unforeseen_failure_reading_a_job_costs_that_line_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    import nanobanana.files
+
+    real = nanobanana.files.parse_job
+
+    def fragile(obj: Any, **kwargs: Any) -> Any:
+        if obj.get("prompt") == "boom":
+            raise MemoryError("a bug")
+        return real(obj, **kwargs)
+
+    monkeypatch.setattr(nanobanana.files, "parse_job", fragile)
+    parsed = parse(f'{GOOD}\n{{"prompt": "boom"}}\n{GOOD}\n', ".jsonl")
+    assert [p.job is not None for p in parsed] == [True, False, True]
+    assert parsed[1].error is not None and "could not be read (MemoryError)" in parsed[1].error.message
+
+
+def test_an_unforeseen_failure_writing_a_message_is_that_job_s_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    import nanobanana.ingest
+
+    def unwritable(*args: Any, **kwargs: Any) -> str:
+        raise ValueError("Maximum serialization depth exceeded")
+
+    monkeypatch.setattr(nanobanana.ingest, "envelope", unwritable)
+    (parsed,) = parse(GOOD, ".jsonl")
+    with pytest.raises(InvalidJobError, match="cannot be written as a queue message"):
+        message_body(parsed, batch="b", source={}, upload="u")
