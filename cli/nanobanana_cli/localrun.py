@@ -31,7 +31,7 @@ from tqdm import tqdm
 
 from nanobanana.errors import InvalidJobError
 from nanobanana.files import PROMPTS_PREFIX, FileError, LongLine, batch_name, decode_lines
-from nanobanana.jobs import parse_job
+from nanobanana.jobs import loads, parse_job
 from nanobanana.messages import MAX_MESSAGE_BYTES, read_message
 from nanobanana.storage import INPUTS_PREFIX, output_key
 from nanobanana_cli.gallery import write_gallery
@@ -82,10 +82,7 @@ def check_messages(path: Path) -> Iterator[tuple[int, str | None]]:
             yield number, f"the message is over the SQS limit of {MAX_MESSAGE_BYTES} bytes"
             continue
         try:
-            parse_job(json.loads(line), fallback_id=f"line-{number}")
-        except ValueError as exc:
-            yield number, f"not valid JSON ({exc})"
-            continue
+            parse_job(loads(line), fallback_id=f"line-{number}")
         except InvalidJobError as error:
             yield number, str(error)
             continue

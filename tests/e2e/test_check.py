@@ -75,3 +75,16 @@ def test_a_bad_price_is_a_usage_error(price: str, capsys: pytest.CaptureFixture[
     captured = capsys.readouterr()
     assert "--price" in captured.err and "Traceback" not in captured.err
     assert captured.out == ""
+
+
+def test_hostile_messages_are_problems_not_tracebacks(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    messages = tmp_path / "messages.jsonl"
+    messages.write_text(
+        '{"prompt": "ok"}\n' + "[" * 10_000 + "]" * 10_000 + '\n{"prompt": "x", "seed": ' + "9" * 5000 + "}\n"
+    )
+    assert main(["check", "--sqs", str(messages)]) == 1
+    out = capsys.readouterr().out
+    assert f"{messages}:2: not valid JSON" in out and f"{messages}:3: seed: a number of 5000 digits" in out
+    assert "1 jobs, 2 problems" in out
