@@ -36,7 +36,7 @@ def assemble(lines: Iterable[bytes | str]) -> dict[str, Any]:
             break
         try:
             chunk = json.loads(data)
-        except ValueError:
+        except (ValueError, RecursionError):  # nested deeper than the parser goes: unreadable too
             raise PipelineError(
                 ErrorType.BAD_RESPONSE, f"an event of the streamed answer is not JSON: {data[:60]!r}"
             ) from None

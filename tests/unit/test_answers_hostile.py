@@ -14,6 +14,7 @@ from test_client import Gateway, failed, run
 
 from nanobanana.errors import ErrorType, PipelineError
 from nanobanana.responses import MAX_TEXT, Answer, parse_body, parse_response
+from nanobanana.streaming import assemble
 
 
 def many_images(count: int) -> dict[str, Any]:
@@ -149,3 +150,22 @@ def test_text_that_made_the_image_patterns_backtrack_is_read_as_text(unit: str) 
     with pytest.raises(PipelineError) as caught:
         parse_response(completion(unit * (100_000 // len(unit))))
     assert caught.value.type in (ErrorType.CONTENT_FILTERED, ErrorType.BAD_RESPONSE)
+
+
+_event_lines = st.lists(
+    st.sampled_from([b"data: ", b"data:", b": keep-alive", b"", b"[DONE]", b"event: x", b"\r"]).flatmap(
+        lambda head: _bodies.map(lambda tail: head + tail.replace(b"\n", b" "))
+    )
+    | st.just(b"data: " + b"[" * 5000),
+    max_size=12,
+)
+
+
+@settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+@given(_event_lines)
+def test_any_event_stream_gives_an_answer_or_the_typed_error(lines: list[bytes]) -> None:
+    try:
+        answer = parse_response(assemble(lines), max_images=3, max_image_bytes=1000)
+    except PipelineError:
+        return
+    assert 1 <= answer.paid_images <= 3
