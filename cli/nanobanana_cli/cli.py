@@ -31,7 +31,7 @@ from nanobanana.files import (
     size_limit,
 )
 from nanobanana.ingest import message_body
-from nanobanana.storage import READ_CHUNK_BYTES
+from nanobanana.storage import file_chunks
 from nanobanana_cli.localrun import check_messages, environments, gateway, parameters, run_local
 from nanobanana_cli.outputs import StackError
 from nanobanana_cli.stackcli import add_commands, run_command
@@ -282,9 +282,8 @@ def _check_file(path: Path) -> tuple[list[str], int]:
     check_batch(batch_name(key))
     problems, jobs = [], 0
     with path.open("rb") as stream:
-        chunks = iter(lambda: stream.read(READ_CHUNK_BYTES), b"")
         max_jobs: int = defaults["max_jobs_per_file"].default
-        for parsed in read_jobs(chunks, extension, max_jobs=max_jobs, max_file_bytes=max_bytes):
+        for parsed in read_jobs(file_chunks(stream), extension, max_jobs=max_jobs, max_file_bytes=max_bytes):
             source = {"bucket": "check", "key": key, "line": parsed.line}
             try:
                 message_body(parsed, batch=batch_name(key), source=source, upload="check")

@@ -33,7 +33,7 @@ from nanobanana.errors import InvalidJobError
 from nanobanana.files import PROMPTS_PREFIX, FileError, LongLine, batch_name, decode_lines
 from nanobanana.jobs import loads, parse_job
 from nanobanana.messages import MAX_MESSAGE_BYTES, read_message
-from nanobanana.storage import INPUTS_PREFIX, output_key
+from nanobanana.storage import INPUTS_PREFIX, file_chunks, output_key
 from nanobanana_cli.gallery import write_gallery
 from nanobanana_cli.outdir import OutputDir, job_of
 from nanobanana_cli.progress import LogWatch
@@ -65,7 +65,7 @@ def read_messages(path: Path) -> list[tuple[int, str]]:
     """The non-blank lines of an --sqs file, numbered; FileError if it is not UTF-8 or a line is huge."""
     lines = []
     with path.open("rb") as stream:
-        for number, line in decode_lines(stream):
+        for number, line in decode_lines(file_chunks(stream)):
             if isinstance(line, LongLine):
                 raise FileError(
                     f"line {number} is {line.size} bytes, over the SQS limit of {MAX_MESSAGE_BYTES}"

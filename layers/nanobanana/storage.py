@@ -10,7 +10,7 @@ import json
 import random
 import time
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -93,6 +93,11 @@ class Storage:
                 if attempt == WRITE_ATTEMPTS or time.monotonic() + wait > give_up:
                     raise
                 time.sleep(wait)
+
+
+def file_chunks(stream: BinaryIO) -> Iterator[bytes]:
+    """A local file read as a prompt file is read from S3: in bounded chunks, never a line at a time."""
+    return iter(lambda: stream.read(READ_CHUNK_BYTES), b"")
 
 
 def json_bytes(obj: dict[str, Any]) -> bytes:
