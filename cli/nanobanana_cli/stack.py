@@ -8,8 +8,10 @@ moto server that runs in this process (`nanobanana up`).
 
 from __future__ import annotations
 
+import functools
 import json
 import re
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +39,7 @@ LOCAL_ENVIRONMENT = {
     "POWERTOOLS_TRACE_DISABLED": "true",
 }
 _NO_VALUE = object()
+_DYNAMODB_WRITES = threading.Lock()
 _SUB_VARIABLE = re.compile(r"\$\{([^}!][^}]*)\}")
 
 
@@ -341,6 +344,26 @@ def _env_value(value: Any) -> str | None:
     return str(value)
 
 
+def serialize_dynamodb_writes() -> None:
+    """DynamoDB applies each write, its condition included, atomically; moto checks the condition and
+    writes in separate Python steps that concurrent threads can interleave. Locally, writes are made one
+    at a time, as DynamoDB makes them per item, so that conditional updates guard what they guard."""
+    from moto.dynamodb.models import DynamoDBBackend
+
+    for name in ("put_item", "update_item", "delete_item"):
+        method = getattr(DynamoDBBackend, name)
+        if getattr(method, "serialized", False):
+            continue
+
+        @functools.wraps(method)
+        def serialized(*args: Any, _method: Callable[..., Any] = method, **kwargs: Any) -> Any:
+            with _DYNAMODB_WRITES:
+                return _method(*args, **kwargs)
+
+        serialized.serialized = True  # type: ignore[attr-defined]
+        setattr(DynamoDBBackend, name, serialized)
+
+
 def provision(
     template: Mapping[str, Any],
     root: Path,
@@ -349,6 +372,7 @@ def provision(
     stack_name: str = STACK_NAME,
 ) -> Stack:
     """Create the template's stateful resources in moto and describe its functions."""
+    serialize_dynamodb_writes()
     resolver = _Resolver(template, parameters, stack_name)
     creators: dict[str, Callable[[_Resolver, str, Mapping[str, Any]], None]] = {
         "AWS::SecretsManager::Secret": _secret_creator(api_key),

@@ -9,6 +9,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 Dialect = Literal["auto", "openrouter", "newapi"]
+OverBudget = Literal["wait", "fail"]
 
 #: Environment variable -> Settings field. The template sets each of these (a test holds it to that).
 ENVIRONMENT: dict[str, str] = {
@@ -31,6 +32,12 @@ ENVIRONMENT: dict[str, str] = {
     "MAX_RECEIVE_COUNT": "max_receive_count",
     "RESULT_WRITE_MARGIN_SECONDS": "result_write_margin_seconds",
     "MAX_GATEWAY_CALLS_PER_JOB": "max_gateway_calls_per_job",
+    "GUARDS_TABLE": "guards_table",
+    "DAILY_BUDGET_USD": "daily_budget_usd",
+    "OVER_BUDGET": "over_budget",
+    "BREAKER_MIN_CALLS": "breaker_min_calls",
+    "BREAKER_FAILURE_PERCENT": "breaker_failure_percent",
+    "BREAKER_OPEN_SECONDS": "breaker_open_seconds",
 }
 
 
@@ -61,6 +68,16 @@ class Settings(BaseModel):
     result_write_margin_seconds: float = Field(default=10.0, ge=0)
     #: gateway calls one job may make over all its deliveries (the ledger counts them)
     max_gateway_calls_per_job: int = Field(default=8, gt=0)
+    #: the guards' shared state (circuit breaker, daily budget); empty: both off
+    guards_table: str = ""
+    #: hard cap on the estimated cost of a UTC day; 0: no cap
+    daily_budget_usd: float = Field(default=0.0, ge=0)
+    #: a job over the budget waits for the next UTC day, or fails at once (a local run)
+    over_budget: OverBudget = "wait"
+    #: calls a window needs before the breaker may open; 0: no breaker
+    breaker_min_calls: int = Field(default=10, ge=0)
+    breaker_failure_percent: float = Field(default=50.0, gt=0, le=100)
+    breaker_open_seconds: float = Field(default=30.0, ge=1)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

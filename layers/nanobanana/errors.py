@@ -19,6 +19,7 @@ class ErrorType(StrEnum):
     INPUT_ERROR = "input_error"
     INVALID_JOB = "invalid_job"
     PIPELINE_ERROR = "pipeline_error"
+    BUDGET_EXCEEDED = "budget_exceeded"
 
 
 #: What to do about each error, appended to every message so that a result record explains itself.
@@ -34,6 +35,10 @@ ADVICE: dict[ErrorType, str] = {
     ErrorType.INPUT_ERROR: "an input image is missing, unreadable or too big; fix the job's images",
     ErrorType.INVALID_JOB: "fix what the message names (a job's field, or the file) and submit it again",
     ErrorType.PIPELINE_ERROR: "the pipeline itself failed: look in the function's logs for this job's id",
+    ErrorType.BUDGET_EXCEEDED: (
+        "raise DailyBudgetUSD (--daily-budget locally) and redrive the jobs dead-letter queue, "
+        "or wait for the next UTC day"
+    ),
 }
 
 #: The advice for a content_filtered answer that is text with no refusal: the gateway may be one that

@@ -17,6 +17,8 @@ UPSTREAM_ERRORS = "UpstreamErrors"
 ESTIMATED_COST_USD = "EstimatedCostUSD"
 #: Failures of the pipeline itself (S3, DynamoDB, the secret, a permission, a bug), not the gateway's.
 PIPELINE_ERRORS = "PipelineErrors"
+GATEWAY_CIRCUIT_OPEN = "GatewayCircuitOpen"
+BUDGET_EXHAUSTED = "BudgetExhausted"
 
 #: The dimension of UpstreamErrors.
 ERROR_TYPE_DIMENSION = "ErrorType"
@@ -34,4 +36,6 @@ ALL = (
     UPSTREAM_ERRORS,
     ESTIMATED_COST_USD,
     PIPELINE_ERRORS,
+    GATEWAY_CIRCUIT_OPEN,
+    BUDGET_EXHAUSTED,
 )
