@@ -14,6 +14,8 @@
 5. In the Lambda-like runtime (CPython 3.13, the built layer): each handler's cold import as a ratio to
    `import boto3, httpx`, and the peak RSS of a Generate invocation of 10 jobs with ~2 MB images (see
    `bench/runtime.py`).
+6. 40 jobs against a gateway that is down for their first 5 s, then recovers: the calls made while it
+   was down, with the circuit breaker and without (see `bench/outage.py`).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from multiprocessing.synchronize import Event
 from pathlib import Path
 from typing import Any
 
+from bench import outage as outages
 from bench.answers import bench_answers
 from bench.reading import bench_reading
 from bench.runtime import bench_runtime
@@ -137,6 +140,7 @@ def main() -> None:
         reading = bench_reading()
         answers = bench_answers()
         runtime = bench_runtime(handler_output)
+        outage = outages.bench_outage()
     print(
         f"generate: {generate['records']} records at {LATENCY_SECONDS} s latency: "
         f"warm {generate['warm_wall_s']} s -> ratio {generate['ratio']} (goal <= {generate['goal']}); "
@@ -175,6 +179,7 @@ def main() -> None:
             f"{runtime['image_mb']} MB images: {runtime['generate_peak_rss_mb']} MB "
             f"(goal <= {runtime['goal_rss_mb']} MB)"
         )
+    print(outages.describe(outage))
     print(
         json.dumps(
             {
@@ -183,6 +188,7 @@ def main() -> None:
                 "reading": reading,
                 "answers": answers,
                 "runtime": runtime,
+                "outage": outage,
             }
         )
     )

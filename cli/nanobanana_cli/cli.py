@@ -34,7 +34,9 @@ from nanobanana.ingest import message_body
 from nanobanana.storage import file_chunks
 from nanobanana_cli.localrun import check_messages, environments, gateway, parameters, run_local
 from nanobanana_cli.outputs import StackError
+from nanobanana_cli.stack import TEMPLATE
 from nanobanana_cli.stackcli import add_commands, run_command
+from nanobanana_cli.template import load_template
 from nanobanana_cli.up import DEFAULT_PORT, up
 from nanobanana_cli.usage import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, UsageError
 
@@ -136,6 +138,12 @@ def _parser() -> _Parser:
     local.add_argument(
         "--inputs", type=_existing_dir, metavar="DIR", help="input images, uploaded under inputs/"
     )
+    local.add_argument(
+        "--daily-budget",
+        type=_price,
+        metavar="USD",
+        help="the run's budget: jobs past it are not called (template parameter DailyBudgetUSD; 0: no cap)",
+    )
     serve = commands.add_parser(
         "up", help="the offline stack as a service on 127.0.0.1, for any AWS client (Ctrl-C stops it)"
     )
@@ -170,7 +178,18 @@ def _parser() -> _Parser:
         metavar="USD",
         help=f"estimated price of one image (default: {price})",
     )
+    check.add_argument(
+        "--daily-budget",
+        type=_price,
+        metavar="USD",
+        help="the daily budget to compare the estimate with (default: the template's DailyBudgetUSD)",
+    )
     return parser
+
+
+def _default_daily_budget() -> float:
+    """The template's DailyBudgetUSD: what a deployment caps a day's spend at unless told otherwise."""
+    return float(load_template(TEMPLATE)["Parameters"]["DailyBudgetUSD"]["Default"])
 
 
 def _gateway_options(parser: argparse.ArgumentParser) -> None:
@@ -211,7 +230,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "check":
             if not args.files and not args.sqs:
                 raise UsageError("check needs a FILE or --sqs FILE.jsonl (see nanobanana check --help)")
-            return check(args.files, price=args.price, sqs=args.sqs)
+            budget = _default_daily_budget() if args.daily_budget is None else args.daily_budget
+            return check(args.files, price=args.price, sqs=args.sqs, daily_budget=budget)
         if args.command == "local":
             return run_local(args)
         if args.command == "up":
@@ -241,8 +261,9 @@ def _up(args: argparse.Namespace) -> int:
 # -- check ---------------------------------------------------------------------------------------------
 
 
-def check(files: Sequence[Path], *, price: float, sqs: Sequence[Path] = ()) -> int:
-    """Read each file exactly as ingest does; print every bad line, the job count and what it would cost."""
+def check(files: Sequence[Path], *, price: float, sqs: Sequence[Path] = (), daily_budget: float = 0.0) -> int:
+    """Read each file exactly as ingest does; print every bad line, the job count, what it would cost and
+    how that compares with the daily budget."""
     jobs = bad = 0
     for path in files:
         try:
@@ -268,7 +289,15 @@ def check(files: Sequence[Path], *, price: float, sqs: Sequence[Path] = ()) -> i
             else:
                 bad += 1
                 print(f"{path}:{line}: {wrong}")
-    print(f"{jobs} jobs, {bad} problems, estimated cost ${jobs * price:.2f} (at ${price} per image)")
+    estimate = jobs * price
+    if not daily_budget:
+        budget = "no daily budget"
+    elif estimate <= daily_budget:
+        budget = f"daily budget ${daily_budget:.2f}"
+    else:
+        fit = int(daily_budget // price) if price else jobs
+        budget = f"over the daily budget of ${daily_budget:.2f}: {fit} jobs a day, the rest wait for the next"
+    print(f"{jobs} jobs, {bad} problems, estimated cost ${estimate:.2f} (at ${price} per image), {budget}")
     return EXIT_FAILED if bad else EXIT_OK
 
 

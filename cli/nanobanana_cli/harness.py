@@ -11,7 +11,7 @@ import json
 import os
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, cast
@@ -174,10 +174,16 @@ def _md5(text: str) -> str:
 
 
 @contextmanager
-def local_pipeline(base_url: str, api_key: str, gateway: StandInGateway | None = None) -> Iterator[Pipeline]:
+def local_pipeline(
+    base_url: str,
+    api_key: str,
+    gateway: StandInGateway | None = None,
+    parameters: Mapping[str, str] | None = None,
+) -> Iterator[Pipeline]:
     """The template's stack in moto, its functions calling `base_url` with `api_key` (the secret's value);
-    `gateway` is the stand-in serving it, when it runs in this process."""
+    `gateway` is the stand-in serving it, when it runs in this process; `parameters`: the template's."""
     with preserved_environ():
         os.environ.update(LOCAL_ENVIRONMENT)
         with mock_aws():
-            yield Pipeline(provision_template({"ApiBaseUrl": base_url}, api_key), gateway)
+            stack = provision_template({"ApiBaseUrl": base_url, **(parameters or {})}, api_key)
+            yield Pipeline(stack, gateway)

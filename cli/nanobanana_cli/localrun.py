@@ -16,7 +16,8 @@ import signal
 import socket
 import sys
 import threading
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,8 +30,10 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from moto import mock_aws
 from tqdm import tqdm
 
+from nanobanana.config import Settings
 from nanobanana.errors import InvalidJobError
 from nanobanana.files import PROMPTS_PREFIX, FileError, LongLine, batch_name, decode_lines
+from nanobanana.guards import GuardStatus, guard_status
 from nanobanana.jobs import loads, parse_job
 from nanobanana.messages import MAX_MESSAGE_BYTES, read_message
 from nanobanana.storage import INPUTS_PREFIX, file_chunks, output_key
@@ -53,6 +56,8 @@ from nanobanana_cli.standin import StandInGateway
 from nanobanana_cli.usage import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, UsageError
 
 PROBE_TIMEOUT_SECONDS = 3.0
+#: How often the progress line reads the guards' state (a DynamoDB read).
+GUARDS_REFRESH_SECONDS = 1.0
 STANDIN_API_KEY = "local-stand-in-key"
 #: The template's largest batch: one Generate invocation runs up to this many jobs at once.
 MAX_BATCH_SIZE = 10
@@ -160,6 +165,33 @@ def parameters(args: argparse.Namespace, used: Gateway) -> dict[str, str]:
         "GatewayStream": "true" if args.stream else None,
     }
     return {name: value for name, value in overrides.items() if value is not None}
+
+
+def _budget(args: argparse.Namespace) -> dict[str, str]:
+    """A local run ends: a job over its budget fails at once instead of waiting for tomorrow."""
+    budget = {} if args.daily_budget is None else {"DailyBudgetUSD": f"{args.daily_budget:g}"}
+    return {**budget, "OverBudget": "fail"}
+
+
+class Throttled:
+    """A text recomputed at most every `seconds`, for a progress line that ticks many times a second."""
+
+    def __init__(self, seconds: float, compute: Callable[[], str]) -> None:
+        self.seconds = seconds
+        self.compute = compute
+        self.at = -seconds
+        self.text = ""
+
+    def __call__(self) -> str:
+        if time.monotonic() - self.at >= self.seconds:
+            self.at, self.text = time.monotonic(), self.compute()
+        return self.text
+
+
+def guards_status(stack: Stack) -> GuardStatus:
+    """The hook for progress lines and reports: the circuit's state and what is left of today's budget."""
+    settings = Settings.from_env(stack.functions[GENERATE_FUNCTION].environment)
+    return guard_status(settings, boto3.client("dynamodb", region_name=REGION))
 
 
 # -- Ctrl-C --------------------------------------------------------------------------------------------
@@ -311,13 +343,14 @@ def _run(
             )
         )
     jobs = next(m for m in mappings if m.function.logical_id == GENERATE_FUNCTION)
+    guards = Throttled(GUARDS_REFRESH_SECONDS, lambda: guards_status(stack).describe())
 
     def tick() -> None:
         done = len(out.records)
         progress.total = done + messages_in(jobs.source.name)
         progress.n = done
         progress.set_postfix_str(
-            ", ".join(part for part in (f"{jobs.in_flight} in flight", watch.retrying()) if part),
+            ", ".join(part for part in (f"{jobs.in_flight} in flight", watch.retrying(), guards()) if part),
             refresh=False,
         )
         progress.refresh()
@@ -389,7 +422,8 @@ def run_local(args: argparse.Namespace) -> int:
             tqdm(total=0, desc="jobs", unit="job", file=terminal, leave=False) as progress,
         ):
             batch_size = str(environments(args.concurrency)[1])
-            stack = provision_template({**parameters(args, used), "BatchSize": batch_size}, used.api_key)
+            overrides = {**parameters(args, used), **_budget(args), "BatchSize": batch_size}
+            stack = provision_template(overrides, used.api_key)
             out = OutputDir(out_dir, stack.bucket)
             for path in args.files:
                 out.forget_completion(batch_name(PROMPTS_PREFIX + path.name))
@@ -398,6 +432,7 @@ def run_local(args: argparse.Namespace) -> int:
             finally:
                 out.close()
             facts = _run_facts(args, used, stack)
+            guards = guards_status(stack)
     drained, skipped, dead, orphans = ended
     results = load_results(out_dir, out.records) + orphans
     completed = {r.batch for r in results if output_key(r.batch, COMPLETION_FILE) in out.copied}
@@ -408,6 +443,7 @@ def run_local(args: argparse.Namespace) -> int:
     if skipped:
         print(f"{skipped} job(s) already succeeded in {out_dir}: not generated again")
     print(format_report(summary))
+    print(f"{'guards':<14}{guards.describe()}")
     print(summary_line(summary))
     print(f"gallery: {gallery}   handler logs: {log_path}")
     if not drained:

@@ -7,6 +7,7 @@ are exercised over real sockets:
 
 * scripted: `gw.script(Fault(status=429, retry_after="0"), Fault(kind="reset"))` queues faults that the
   next authorised requests consume, in order;
+* an outage: `gw.go_down(3)` answers 503 to every request for 3 seconds from the next one on;
 * by prompt: directives written inside the prompt text, so that end-to-end runs fail per job:
 
   ==========================  ============================================================
@@ -411,6 +412,10 @@ class StandInGateway:
         self._script: deque[Fault] = deque()
         self._prompt_calls: Counter[str] = Counter()
         self._images: dict[str, bytes] = {}
+        self._down_for = 0.0
+        self._down_until = 0.0
+        self._down_status = 503
+        self._calls_while_down = 0
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 
@@ -481,6 +486,18 @@ class StandInGateway:
         """How many requests carried `prompt_substring` in their user text."""
         return sum(prompt_substring in prompt_text(body) for body in self.requests)
 
+    def go_down(self, seconds: float, status: int = 503) -> None:
+        """An outage: from the next request on, every authorised chat request for `seconds` gets `status`."""
+        with self._lock:
+            self._down_for = seconds
+            self._down_status = status
+
+    @property
+    def calls_while_down(self) -> int:
+        """Requests that met an outage (`go_down`): the calls a circuit breaker is there to spare."""
+        with self._lock:
+            return self._calls_while_down
+
     def reset(self) -> None:
         """Forget requests, queued faults, flaky counters and served images."""
         with self._lock:
@@ -508,10 +525,16 @@ class StandInGateway:
         fault: Fault | None = None
         if authorised:
             with self._lock:
-                scripted = self._script.popleft() if self._script else None
+                if self._down_for:
+                    self._down_until, self._down_for = time.monotonic() + self._down_for, 0.0
+                down = time.monotonic() < self._down_until
+                self._calls_while_down += down
+                scripted = self._script.popleft() if self._script and not down else None
                 calls_so_far = self._prompt_calls[prompt]
                 self._prompt_calls[prompt] += 1
-            fault = scripted or directive_fault(prompt, calls_so_far)
+            fault = (
+                Fault(status=self._down_status) if down else scripted or directive_fault(prompt, calls_so_far)
+            )
             if fault is None and "strict" in MANNERS.findall(prompt) and "extra_body" in body:
                 fault = UNKNOWN_GOOGLE_FIELD
             if fault is None:

@@ -18,6 +18,7 @@ from botocore.config import Config
 
 from nanobanana.config import Settings
 from nanobanana.generate import IO_THREADS, Generator, gateway_factory
+from nanobanana.guards import Guards
 from nanobanana.ledger import Ledger
 from nanobanana.observability import logger, metrics, tracer
 from nanobanana.retry import Deadline
@@ -39,6 +40,7 @@ generator = Generator(
     ),
     boto3.client("sqs", config=pooled),
     gateway_factory(settings, lambda: str(get_secret(settings.api_key_secret_arn, max_age=300))),
+    Guards.from_settings(settings, boto3.client("dynamodb", config=pooled)),
 )
 
 

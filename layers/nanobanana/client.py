@@ -52,6 +52,7 @@ from nanobanana.retry import Backoff, Clock, Deadline, SystemClock
 from nanobanana.streaming import assemble, is_event_stream
 
 __all__ = [
+    "AfterCall",
     "BeforeCall",
     "Failure",
     "GatewayClient",
@@ -71,6 +72,8 @@ MAX_ERROR_BODY = 64 * 1024
 #: it counts the call, or raises a PipelineError that stops the job's calls and becomes its failure
 #: (retryable with a retry_after: wait in the queue; not retryable: the job ends with it).
 BeforeCall = Callable[[PipelineError | None], Awaitable[None]]
+#: Told each call's outcome as soon as it is known: None if the gateway answered, else the call's error.
+AfterCall = Callable[[PipelineError | None], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -240,13 +243,19 @@ class GatewayClient:
         deadline: Deadline,
         *,
         before_call: BeforeCall | None = None,
+        after_call: AfterCall | None = None,
     ) -> Success | Failure:
         """Call the gateway for one job, retrying within the deadline; never raises PipelineError.
         Whatever comes back is redacted of the key, every field of it."""
-        return self._scrub(await self._generate(job, inputs, deadline, before_call))
+        return self._scrub(await self._generate(job, inputs, deadline, before_call, after_call))
 
     async def _generate(
-        self, job: Job, inputs: Sequence[InputImage], deadline: Deadline, before_call: BeforeCall | None
+        self,
+        job: Job,
+        inputs: Sequence[InputImage],
+        deadline: Deadline,
+        before_call: BeforeCall | None,
+        after_call: AfterCall | None,
     ) -> Success | Failure:
         config = self._config
         dialect = self._dialect()
@@ -283,9 +292,13 @@ class GatewayClient:
             except PipelineError as exc:
                 error = exc
             else:
+                if after_call is not None:
+                    await after_call(None)  # answered: the gateway works, whatever the downloads do
                 kept = await self._keep(answer, len(retries) + 1, start, retries, deadline)
                 return _warn(kept, job)
             attempts, latency_ms = len(retries) + 1, self._since(start)
+            if after_call is not None:
+                await after_call(error)
             fallback = None if switched else self._fallback(dialect, error)
             if fallback is not None:
                 # a rejected request is not paid: the same request once more, in the other dialect

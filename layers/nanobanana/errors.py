@@ -95,6 +95,18 @@ class PipelineError(Exception):
     def message(self) -> str:
         return f"{self.detail}; {self.advice}"
 
+    def noted(self, note: str, *, retryable: bool, retry_after: float | None = None) -> PipelineError:
+        """The same error with `note` after its detail: what a job ends with when a guard stops its calls."""
+        return PipelineError(
+            self.type,
+            f"{self.detail} ({note})",
+            status_code=self.status_code,
+            retryable=retryable,
+            retry_after=retry_after,
+            advice=self.advice,
+            said=self.said,
+        )
+
     def to_record(self) -> dict[str, Any]:
         return {
             "type": str(self.type),

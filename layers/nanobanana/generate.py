@@ -25,6 +25,7 @@ from nanobanana import metrics as names
 from nanobanana.client import BeforeCall, Failure, GatewayClient, GatewayConfig, Success
 from nanobanana.config import Settings
 from nanobanana.errors import ErrorType, PipelineError
+from nanobanana.guards import Guards
 from nanobanana.images import GeneratedImage, InputImage
 from nanobanana.jobs import Job
 from nanobanana.ledger import CallLimitReached, Claim, ClaimResult, Ledger
@@ -62,12 +63,14 @@ class Generator:
         ledger: Ledger,
         sqs: SQSClient,
         client: Callable[[], GatewayClient],
+        guards: Guards | None = None,
     ) -> None:
         self.settings = settings
         self.storage = storage
         self.ledger = ledger
         self.sqs = sqs
         self.client = client
+        self.guards = guards or Guards()
         self.pool = ThreadPoolExecutor(max_workers=IO_THREADS, thread_name_prefix="nanobanana-io")
 
     async def _io(self, call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -174,25 +177,26 @@ class Generator:
                 progress.calls = await self._io(self.ledger.reserve_call, claim)
             except CallLimitReached as limit:
                 previous = last or _error_from(claim.last_error)
-                raise PipelineError(
-                    previous.type,
-                    f"{previous.detail} (no more calls: {limit})",
-                    status_code=previous.status_code,
-                    retryable=False,
-                    advice=previous.advice,
-                    said=previous.said,
-                ) from None
+                raise previous.noted(f"no more calls: {limit}", retryable=False) from None
 
         return before_call
 
     async def _generate(self, job: Job, deadline: Deadline, before_call: BeforeCall) -> Success | Failure:
-        """Inputs, then the gateway; a bad input or an unusable key is a failure before any call."""
+        """Inputs, the guards, then the gateway; a bad input, an unusable key or a guard that holds the job
+        back is a failure before any call."""
         try:
             inputs = await asyncio.gather(*(self._input(ref) for ref in job.images))
             client = self.client()
         except PipelineError as error:
             return Failure(error=error, attempts=0, latency_ms=0, retries=[], retry_after=None)
-        return await client.generate(job, inputs, deadline, before_call=before_call)
+        ticket = await self.guards.before_job()  # the daily budget; the circuit breaker before each call
+        if isinstance(ticket, Failure):
+            return ticket
+        outcome = await client.generate(
+            job, inputs, deadline, before_call=ticket.before(before_call), after_call=ticket.after_call
+        )
+        await self.guards.after_job(ticket, outcome)
+        return outcome
 
     async def _input(self, ref: str) -> InputImage:
         if ref.startswith("https://"):

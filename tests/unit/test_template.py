@@ -16,7 +16,7 @@ from typing import Any, get_args
 import pytest
 
 from nanobanana import metrics
-from nanobanana.config import ENVIRONMENT, Dialect, Settings
+from nanobanana.config import ENVIRONMENT, Dialect, OverBudget, Settings
 from nanobanana_cli.template import function_properties, load_template
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -361,7 +361,26 @@ def test_each_function_gets_exactly_its_data_permissions(
                 actual.setdefault(action, set()).update(text_of(r) for r in as_list(statement["Resource"]))
     table = '{"Fn::GetAtt": ["IdempotencyTable", "Arn"]}'
     items = {f"dynamodb:{verb}Item": {table} for verb in ("Get", "Put", "Update", "Delete")}
+    if function == "GenerateFunction":  # the guards: read the circuit, count outcomes, reserve the budget
+        guards = '{"Fn::GetAtt": ["GuardsTable", "Arn"]}'
+        items = {**items, **{f"dynamodb:{verb}Item": {table, guards} for verb in ("Get", "Update")}}
     assert actual == {**granted, **items}
+
+
+def test_guards_table_is_encrypted_and_expires_its_items(template: dict[str, Any]) -> None:
+    table = template["Resources"]["GuardsTable"]["Properties"]
+    assert table["KeySchema"] == [{"AttributeName": "id", "KeyType": "HASH"}]
+    assert table["TimeToLiveSpecification"] == {"AttributeName": "expiration", "Enabled": True}
+    assert table["SSESpecification"] == {"SSEEnabled": True}
+
+
+def test_guard_parameters_default_to_what_the_code_defaults_to(template: dict[str, Any]) -> None:
+    parameters, defaults = template["Parameters"], Settings(bucket="b", idempotency_table="t")
+    assert parameters["BreakerMinCalls"]["Default"] == defaults.breaker_min_calls
+    assert parameters["BreakerFailurePercent"]["Default"] == defaults.breaker_failure_percent
+    assert parameters["BreakerOpenSeconds"]["Default"] == defaults.breaker_open_seconds
+    assert parameters["OverBudget"]["Default"] == defaults.over_budget
+    assert set(parameters["OverBudget"]["AllowedValues"]) == set(get_args(OverBudget))
 
 
 # --- alarms and dashboard ----------------------------------------------------------------------
@@ -394,6 +413,8 @@ def test_alarms_watch_the_contracts_metrics_and_notify_the_topic(template: dict[
         ("custom", metrics.JOBS_FAILED),
         ("custom", metrics.UPSTREAM_LATENCY),
         ("custom", metrics.ESTIMATED_COST_USD),
+        ("custom", metrics.GATEWAY_CIRCUIT_OPEN),
+        ("custom", metrics.BUDGET_EXHAUSTED),
         ("PromptFilesDeadLetterQueue", "ApproximateNumberOfMessagesVisible"),
         ("JobsDeadLetterQueue", "ApproximateNumberOfMessagesVisible"),
         ("JobsQueue", "ApproximateAgeOfOldestMessage"),
