@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import re
 from typing import TYPE_CHECKING
 
 import httpx
@@ -13,8 +14,9 @@ from gateway_cases import API_KEY, PNG, FakeClock, completion, data_url
 from nanobanana.breaker import Breaker, BreakerConfig
 from nanobanana.budget import DailyBudget
 from nanobanana.client import Failure, GatewayClient, GatewayConfig, Success
+from nanobanana.config import Settings
 from nanobanana.errors import ErrorType, PipelineError
-from nanobanana.guards import Guards, Ticket
+from nanobanana.guards import Guards, Ticket, guard_status
 from nanobanana.jobs import parse_job
 from nanobanana.retry import Deadline
 
@@ -136,3 +138,18 @@ async def test_over_the_budget_a_job_waits_for_the_next_day_or_fails(
     outcome, _ = await generate([DOWN], ticket)  # no image paid for: the reservation is released
     await guards.after_job(ticket, outcome)
     assert budget.committed() == 0
+
+
+def test_guard_status_says_what_the_runner_shows(dynamodb: DynamoDBClient) -> None:
+    settings = Settings(bucket="b", idempotency_table="t", guards_table=GUARDS_TABLE, daily_budget_usd=0.1)
+    assert guard_status(settings, dynamodb).describe() == "circuit closed, budget $0.10 of $0.10 left today"
+    DailyBudget(GUARDS_TABLE, 0.1, dynamodb).reserve(0.039)
+    breaker = Breaker(GUARDS_TABLE, dynamodb)
+    for _ in range(10):
+        breaker.record(breaker.admit(), "rate_limited")
+    shown = guard_status(settings, dynamodb).describe()
+    assert re.fullmatch(r"circuit open \((29|30) s left\), budget \$0\.06 of \$0\.10 left today", shown), (
+        shown
+    )
+    off = settings.model_copy(update={"daily_budget_usd": 0, "breaker_min_calls": 0})
+    assert guard_status(off, dynamodb).describe() == "circuit off, no daily budget"
