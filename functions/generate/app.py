@@ -12,7 +12,6 @@ from aws_lambda_powertools.utilities.batch import (
 )
 from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
-from aws_lambda_powertools.utilities.parameters import get_secret
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.config import Config
 
@@ -28,6 +27,16 @@ settings = Settings.from_env()
 pooled = Config(max_pool_connections=IO_THREADS)  # as many connections as I/O threads
 # A batch whose every job is deferred is normal operation, not a function error (and not alarmed).
 processor = AsyncBatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
+
+
+def api_key() -> str:
+    """The gateway's key, read through a cache of a few minutes. Powertools' parameters (and the
+    providers they load) are imported on first use: not at a cold start whose jobs need no gateway."""
+    from aws_lambda_powertools.utilities.parameters import get_secret
+
+    return str(get_secret(settings.api_key_secret_arn, max_age=300))
+
+
 generator = Generator(
     settings,
     Storage(boto3.client("s3", config=pooled), settings.bucket),
@@ -39,7 +48,7 @@ generator = Generator(
         client=boto3.client("dynamodb", config=pooled),
     ),
     boto3.client("sqs", config=pooled),
-    gateway_factory(settings, lambda: str(get_secret(settings.api_key_secret_arn, max_age=300))),
+    gateway_factory(settings, api_key),
     Guards.from_settings(settings, boto3.client("dynamodb", config=pooled)),
 )
 
