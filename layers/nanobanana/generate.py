@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -153,6 +154,12 @@ class Generator:
             logger.info("job was paid for by an earlier delivery: finished from what it kept")
             await self._finish_kept(work, claim.paid, progress, remaining_ms)
             return
+        early = claim.not_before - time.time()
+        if early >= 1 and work.receive_count < self.settings.max_receive_count:
+            # a wait longer than SQS could hold the message: this delivery waits the rest, without a call
+            await self._io(self.ledger.release, claim)
+            await self._defer(message, early)
+            raise JobDeferred(f"job {work.id} waits {early:.0f}s more before its next call")
         outcome = await self._generate(job, deadline, self._before_call(claim, progress))
         _observe_upstream(outcome)
         progress.pay(outcome.cost_usd)
@@ -282,12 +289,12 @@ class Generator:
             await self._finish_failed(work, error, failure=failure, progress=progress, final=True)
             return
         last_delivery = work.receive_count >= self.settings.max_receive_count
-        await self._io(self.ledger.release, claim, _error_to(error))
+        delay = failure.retry_after or REDELIVERY_BACKOFF.delay(work.receive_count - 1)
+        await self._io(self.ledger.release, claim, _error_to(error), not_before=time.time() + delay)
         if last_delivery:
             # Written before the message is dead-lettered: every job ends with a result record.
             await self._finish_failed(work, error, failure=failure, progress=progress, final=False)
             raise JobDeferred(f"job {work.id} failed on its last delivery: {error.type}")
-        delay = failure.retry_after or REDELIVERY_BACKOFF.delay(work.receive_count - 1)
         logger.warning("job will be retried", extra={"error": error.to_record(), "delay_s": delay})
         await self._defer(message, delay)
         raise JobDeferred(f"job {work.id} deferred {delay:.0f}s: {error.type}")

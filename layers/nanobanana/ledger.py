@@ -61,6 +61,8 @@ class ClaimResult:
     paid: dict[str, Any] | None = None
     #: the error record of the delivery that last released the job, if any
     last_error: dict[str, Any] | None = None
+    #: when that delivery was told it may call again (epoch seconds; 0: at once)
+    not_before: float = 0.0
 
 
 class CallLimitReached(Exception):
@@ -129,6 +131,7 @@ class Ledger:
             cost_usd=float(item["cost_usd"]),
             paid=item.get("paid"),
             last_error=item.get("last_error"),
+            not_before=float(item.get("not_before", 0)),
         )
 
     def reserve_call(self, claim: ClaimResult) -> int:
@@ -181,17 +184,20 @@ class Ledger:
             return False
         return True
 
-    def release(self, claim: ClaimResult, error: dict[str, Any] | None = None) -> None:
+    def release(
+        self, claim: ClaimResult, error: dict[str, Any] | None = None, *, not_before: float | None = None
+    ) -> None:
         """Let go of the job so that a redelivery may hold it: its calls, cost and anything paid and
-        kept stay. `error`, when given, is kept as the job's last error."""
-        kept = ", last_error = :error" if error is not None else ""
+        kept stay. `error`, when given, is kept as the job's last error; `not_before` (epoch seconds) as
+        the time before which the gateway asked not to be called again."""
+        values: dict[str, Any] = {":zero": 0, ":me": claim.token}
+        update = "SET held_until = :zero"
+        if error is not None:
+            update, values[":error"] = f"{update}, last_error = :error", error
+        if not_before is not None:
+            update, values[":not_before"] = f"{update}, not_before = :not_before", not_before
         with suppress(_Refused):  # refused: another delivery holds it now, nothing of ours to let go
-            self._update(
-                claim.key,
-                f"SET held_until = :zero{kept} REMOVE holder",
-                "holder = :me",
-                {":zero": 0, ":me": claim.token, **({":error": error} if error is not None else {})},
-            )
+            self._update(claim.key, f"{update} REMOVE holder", "holder = :me", values)
 
     def _update(
         self, key: dict[str, str], update: str, condition: str, values: dict[str, Any]
