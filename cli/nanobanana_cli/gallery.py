@@ -45,6 +45,7 @@ min-width:0}
 .noimage{display:flex;align-items:center;justify-content:center;aspect-ratio:1;background:#fbeaea;
 color:#a00;border-radius:5px;font-weight:600}
 .error{color:#900;margin:.4rem 0;white-space:pre-wrap}
+.warning{color:#8a5a00;margin:.4rem 0}
 .prompt{margin:.4rem 0;white-space:pre-wrap}.meta{color:#666;font-size:12.5px}
 .status{font-weight:600}.succeeded .status{color:#070}.failed .status{color:#c00}
 .job a{color:#245}
@@ -218,6 +219,11 @@ def _job_card(result: Result) -> str:
         f'<div class="error"><b>{escape(error_type)}</b>: {escape(_error_text(result))}</div>'
         if result.error
         else ""
+    )
+    warnings = record.get("warnings")
+    error_html += "".join(
+        f'<div class="warning">{escape(str(warning))}</div>'
+        for warning in (warnings if isinstance(warnings, list) else [])
     )
     line = _line(result)
     where = f"line {line} · " if line is not None else ""

@@ -184,3 +184,4 @@ def test_stream_dialect_fallback_and_ratio_warnings_reach_the_records(
     assert records["strict"]["warnings"] == []  # the ratio reached the gateway in the other dialect
     assert records["strict"]["attempts"] == 2
     assert "aspect_ratio 16:9" in records["square"]["warnings"][0]
+    assert '<div class="warning">aspect_ratio 16:9 was asked for' in (out / "index.html").read_text()
