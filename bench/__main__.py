@@ -11,62 +11,41 @@
    `bench/reading.py`).
 4. Parsing hostile gateway answers of 1 to 8 MiB: seconds per MiB, flat; and the peak memory of
    reading a 1 GiB gzip bomb under the 32 MiB answer cap (see `bench/answers.py`).
-5. In the Lambda-like runtime (CPython 3.13, the built layer): each handler's cold import as a ratio to
+5. `nanobanana local` over 200 jobs at 1 s latency and `--concurrency 20`: the median wall time of
+   three runs over the ideal 10 s (goal: at most 1.08; see `bench/local.py`).
+6. In the Lambda-like runtime (CPython 3.13, the built layer): each handler's cold import as a ratio to
    `import boto3, httpx`, and the peak RSS of a Generate invocation of 10 jobs with ~2 MB images (see
    `bench/runtime.py`).
-6. 40 jobs against a gateway that is down for their first 5 s, then recovers: the calls made while it
+7. 40 jobs against a gateway that is down for their first 5 s, then recovers: the calls made while it
    was down, with the circuit breaker and without (see `bench/outage.py`).
 """
 
 from __future__ import annotations
 
 import json
-import multiprocessing
 import os
 import statistics
 import time
 import tracemalloc
-from collections.abc import Iterator
-from contextlib import contextmanager, redirect_stdout
-from multiprocessing.queues import Queue
-from multiprocessing.synchronize import Event
+from contextlib import redirect_stdout
 from pathlib import Path
 from typing import Any
 
 from bench import outage as outages
 from bench.answers import bench_answers
+from bench.local import bench_local
 from bench.reading import bench_reading
 from bench.runtime import bench_runtime
+from bench.standin import API_KEY, remote_standin
 from nanobanana_cli.harness import local_pipeline
 from nanobanana_cli.runner import LambdaContext, load_handler
 from nanobanana_cli.standin import StandInGateway
 
-API_KEY = "sk-bench"
 LATENCY_SECONDS = 1.0
 BATCH = 10
 INGEST_LINES = 10_000
 #: warm invocations after the cold one; the ratio is their median's
 WARM_RUNS = 3
-
-
-def _serve(latency: float, address: Queue[str], stop: Event) -> None:
-    with StandInGateway(api_key=API_KEY, latency=latency) as gateway:
-        address.put(gateway.base_url)
-        stop.wait()
-
-
-@contextmanager
-def remote_standin(latency: float) -> Iterator[str]:
-    """The stand-in in a process of its own, as a gateway is: its drawing does not share our GIL."""
-    address: Queue[str] = multiprocessing.Queue()
-    stop = multiprocessing.Event()
-    process = multiprocessing.Process(target=_serve, args=(latency, address, stop), daemon=True)
-    process.start()
-    try:
-        yield address.get(timeout=30)
-    finally:
-        stop.set()
-        process.join(timeout=10)
 
 
 def bench_generate() -> dict[str, Any]:
@@ -141,6 +120,7 @@ def main() -> None:
         answers = bench_answers()
         runtime = bench_runtime(handler_output)
         outage = outages.bench_outage()
+        local = bench_local(handler_output)
     print(
         f"generate: {generate['records']} records at {LATENCY_SECONDS} s latency: "
         f"warm {generate['warm_wall_s']} s -> ratio {generate['ratio']} (goal <= {generate['goal']}); "
@@ -181,8 +161,15 @@ def main() -> None:
         )
     print(outages.describe(outage))
     print(
+        f"local: {local['jobs']} jobs at {local['latency_s']} s latency, "
+        f"--concurrency {local['concurrency']}: "
+        f"median {local['median_s']} s of {local['walls_s']} -> ratio {local['ratio']} to the ideal "
+        f"{local['ideal_s']} s (goal <= {local['goal']})"
+    )
+    print(
         json.dumps(
             {
+                "local": local,
                 "generate": generate,
                 "ingest": ingest,
                 "reading": reading,

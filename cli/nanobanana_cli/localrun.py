@@ -349,6 +349,8 @@ def _run(
         done = len(out.records)
         progress.total = done + messages_in(jobs.source.name)
         progress.n = done
+        for notice in watch.news():
+            progress.write(notice, file=progress.fp)
         progress.set_postfix_str(
             ", ".join(part for part in (f"{jobs.in_flight} in flight", watch.retrying(), guards()) if part),
             refresh=False,

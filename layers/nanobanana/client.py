@@ -37,6 +37,7 @@ from nanobanana.fetching import Resolver, UrlGuard, fetch, origin, shorten, syst
 from nanobanana.imageheaders import read_header
 from nanobanana.images import GeneratedImage, InputImage, to_image
 from nanobanana.jobs import Job
+from nanobanana.observability import logger
 from nanobanana.redaction import redact
 from nanobanana.responses import (
     MAX_IMAGE_BYTES,
@@ -327,6 +328,8 @@ class GatewayClient:
                 return Failure(error, attempts, latency_ms, retries, retry_after=wait)
             retries.append(error.type)
             last = error
+            # said out loud: a run's progress shows the jobs waiting to retry, and why
+            logger.info("gateway call will be retried", extra={"error": error.to_record(), "wait_s": wait})
             await self._clock.sleep(wait)
 
     async def _keep(

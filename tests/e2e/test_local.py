@@ -155,11 +155,13 @@ def test_retries_by_cause_in_the_report_and_the_gallery(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     prompts = tmp_path / "flaky.txt"
-    prompts.write_text("a flaky cat [[flaky:1:0]]\n")
+    prompts.write_text("a flaky cat [[flaky:1:1]]\n")  # one 503 asking for a 1 s wait
     out = tmp_path / "out"
     assert main(["local", str(prompts), "--out", str(out)]) == 0
-    assert "retries       1   (server_error 1)" in capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert "retries       1   (server_error 1)" in captured.out
     assert "retries 1 (server_error 1)" in (out / "index.html").read_text()
+    assert "1 retrying (server_error 1)" in captured.err  # the progress line said so while it waited
 
 
 def test_stream_dialect_fallback_and_ratio_warnings_reach_the_records(
