@@ -20,6 +20,7 @@ import boto3
 from botocore.awsrequest import AWSResponse, HTTPHeaders
 from moto import mock_aws
 
+from nanobanana.batches import BATCH_FILE, COMPLETION_FILES, FAILED_FILE, RESULTS_FILE
 from nanobanana.storage import INGEST_ERROR_FILE, output_key
 from nanobanana_cli.runner import (
     EventSourceMapping,
@@ -32,6 +33,9 @@ from nanobanana_cli.runner import (
 )
 from nanobanana_cli.stack import LOCAL_ENVIRONMENT, REGION, Function, Stack, provision_template
 from nanobanana_cli.standin import StandInGateway
+
+#: JSON files of a batch folder that are not a job's result record.
+NOT_RECORDS = frozenset({INGEST_ERROR_FILE, *COMPLETION_FILES})
 
 
 @dataclass
@@ -62,6 +66,21 @@ class Pipeline:
     @property
     def jobs_queue(self) -> str:
         return self.stack.queue(self.generate.queue_arn).url
+
+    @property
+    def results_queue(self) -> str:
+        return self.stack.queues["ResultsQueue"].url
+
+    def events(self) -> list[dict[str, Any]]:
+        """Take every event off the results queue (EventBridge's envelope: detail-type, detail ...)."""
+        taken: list[dict[str, Any]] = []
+        while messages := self.sqs.receive_message(QueueUrl=self.results_queue, MaxNumberOfMessages=10).get(
+            "Messages", []
+        ):
+            for message in messages:
+                taken.append(json.loads(message["Body"]))
+                self.sqs.delete_message(QueueUrl=self.results_queue, ReceiptHandle=message["ReceiptHandle"])
+        return taken
 
     def put(self, key: str, body: str | bytes) -> None:
         self.s3.put_object(
@@ -160,13 +179,29 @@ class Pipeline:
         return record
 
     def results(self, batch: str) -> dict[str, dict[str, Any]]:
-        """The batch's result records by job id (its own folder only, without _ingest_error.json)."""
+        """The batch's result records by job id (its own folder only, without _ingest_error.json or
+        the completion files)."""
         folder = output_key(batch, "")
         names = [key.removeprefix(folder) for key in self.keys(folder)]
-        job_ids = [n.removesuffix(".json") for n in names if n.endswith(".json") and "/" not in n]
-        return {
-            job_id: self.result(batch, job_id) for job_id in job_ids if f"{job_id}.json" != INGEST_ERROR_FILE
-        }
+        files = [n for n in names if n.endswith(".json") and "/" not in n and n not in NOT_RECORDS]
+        return {name.removesuffix(".json"): self.result(batch, name.removesuffix(".json")) for name in files}
+
+    def completion(self, batch: str) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]:
+        """A completed run's `_batch.json`, `_results.jsonl` and `_failed.jsonl`, read back."""
+
+        def text(name: str) -> str:
+            key = output_key(batch, name)
+            return str(self.s3.get_object(Bucket=self.stack.bucket, Key=key)["Body"].read().decode())
+
+        summary: dict[str, Any] = json.loads(text(BATCH_FILE))
+        results = [json.loads(line) for line in text(RESULTS_FILE).splitlines()]
+        failed = [json.loads(line) for line in text(FAILED_FILE).splitlines()]
+        return summary, results, failed
+
+    def versions(self, key: str) -> int:
+        """How many times an object was written (the bucket is versioned)."""
+        listed = self.s3.list_object_versions(Bucket=self.stack.bucket, Prefix=key).get("Versions", [])
+        return sum(1 for version in listed if version["Key"] == key)
 
 
 def _md5(text: str) -> str:

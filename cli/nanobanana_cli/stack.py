@@ -1,4 +1,4 @@
-"""The stack, played with moto: the template's bucket, queues, table and secret, created as it defines them.
+"""The stack, played with moto: the template's bucket, queues, tables, secret and rule, as it defines them.
 
 Everything is read from `template.yaml` (names, redrive policies, visibility timeouts, the bucket's
 notification, the functions' environment), so a local run exercises what `sam deploy` would create rather
@@ -242,6 +242,27 @@ def _create_table(resolver: _Resolver, logical_id: str, props: Mapping[str, Any]
     resolver.attributes[(logical_id, "Arn")] = f"arn:aws:dynamodb:{REGION}:{ACCOUNT_ID}:table/{name}"
 
 
+def _create_rule(resolver: _Resolver, logical_id: str, props: Mapping[str, Any]) -> None:
+    """An EventBridge rule and its targets: moto delivers matching events to SQS targets as AWS does."""
+    events = boto3.client("events", region_name=REGION)
+    spec = resolver.resolve(dict(props))
+    name = _physical_name(resolver, props, "Name", logical_id)
+    bus = str(spec.get("EventBusName", "default"))
+    if bus != "default":
+        events.create_event_bus(Name=bus)
+    arn = events.put_rule(
+        Name=name,
+        EventBusName=bus,
+        EventPattern=json.dumps(spec["EventPattern"]),
+        State=spec.get("State", "ENABLED"),
+    )["RuleArn"]
+    targets: list[Any] = [{"Id": target["Id"], "Arn": target["Arn"]} for target in spec.get("Targets", [])]
+    if targets:
+        events.put_targets(Rule=name, EventBusName=bus, Targets=targets)
+    resolver.refs[logical_id] = name
+    resolver.attributes[(logical_id, "Arn")] = arn
+
+
 def _secret_creator(api_key: str) -> Callable[[_Resolver, str, Mapping[str, Any]], None]:
     """The template's secret holds whatever it generates; locally it holds the key the runner was given."""
 
@@ -379,6 +400,7 @@ def provision(
         "AWS::SQS::Queue": _create_queue,
         "AWS::DynamoDB::Table": _create_table,
         "AWS::S3::Bucket": _create_bucket,
+        "AWS::Events::Rule": _create_rule,
     }
     resources: dict[str, Any] = {
         logical_id: resource

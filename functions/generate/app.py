@@ -15,6 +15,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.config import Config
 
+from nanobanana.batches import batch_tracking
 from nanobanana.config import Settings
 from nanobanana.generate import IO_THREADS, Generator, gateway_factory
 from nanobanana.guards import Guards
@@ -37,9 +38,13 @@ def api_key() -> str:
     return str(get_secret(settings.api_key_secret_arn, max_age=300))
 
 
+storage = Storage(boto3.client("s3", config=pooled), settings.bucket)
+batches, completion, publisher = batch_tracking(
+    settings, storage, boto3.client("dynamodb", config=pooled), boto3.client("events", config=pooled)
+)
 generator = Generator(
     settings,
-    Storage(boto3.client("s3", config=pooled), settings.bucket),
+    storage,
     Ledger(
         settings.idempotency_table,
         settings.idempotency_ttl_seconds,
@@ -50,6 +55,9 @@ generator = Generator(
     boto3.client("sqs", config=pooled),
     gateway_factory(settings, api_key),
     Guards.from_settings(settings, boto3.client("dynamodb", config=pooled)),
+    batches=batches,
+    completion=completion,
+    publisher=publisher,
 )
 
 

@@ -15,13 +15,20 @@ from aws_lambda_powertools.utilities.idempotency import (
 )
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from nanobanana.batches import batch_tracking
 from nanobanana.config import Settings
 from nanobanana.ingest import Ingestor, Upload, uploads
 from nanobanana.observability import logger, metrics, tracer
 from nanobanana.storage import Storage
 
 settings = Settings.from_env()
-ingestor = Ingestor(settings, Storage(boto3.client("s3"), settings.bucket), boto3.client("sqs"))
+storage = Storage(boto3.client("s3"), settings.bucket)
+batches, completion, publisher = batch_tracking(
+    settings, storage, boto3.client("dynamodb"), boto3.client("events")
+)
+ingestor = Ingestor(
+    settings, storage, boto3.client("sqs"), batches=batches, completion=completion, publisher=publisher
+)
 processor = BatchProcessor(event_type=EventType.SQS)
 idempotency = IdempotencyConfig(expires_after_seconds=settings.idempotency_ttl_seconds)
 persistence = DynamoDBPersistenceLayer(table_name=settings.idempotency_table)

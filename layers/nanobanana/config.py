@@ -17,6 +17,9 @@ ENVIRONMENT: dict[str, str] = {
     "JOBS_QUEUE_URL": "jobs_queue_url",
     "IDEMPOTENCY_TABLE": "idempotency_table",
     "IDEMPOTENCY_TTL_SECONDS": "idempotency_ttl_seconds",
+    "BATCHES_TABLE": "batches_table",
+    "EVENT_BUS_NAME": "event_bus_name",
+    "STACK_NAME": "stack_name",
     "API_BASE_URL": "api_base_url",
     "API_KEY_SECRET_ARN": "api_key_secret_arn",
     "MODEL_ID": "model_id",
@@ -50,6 +53,10 @@ class Settings(BaseModel):
     jobs_queue_url: str = ""
     idempotency_table: str
     idempotency_ttl_seconds: int = Field(default=7 * 24 * 3600, gt=0)
+    #: Batch runs' progress (empty: not tracked, e.g. a test that only exercises one handler).
+    batches_table: str = ""
+    event_bus_name: str = "default"
+    stack_name: str = ""
     api_base_url: str = ""
     api_key_secret_arn: str = ""
     model_id: str = "gemini-2.5-flash-image-preview"

@@ -52,6 +52,8 @@ class ParsedLine:
     id: str
     job: Job | None
     error: InvalidJobError | None = None
+    #: the line was an OpenAI Batch line: a job written back (e.g. to _failed.jsonl) is written as one
+    openai_batch: bool = False
 
 
 @dataclass(frozen=True)
@@ -210,7 +212,7 @@ def _job(line: int, obj: Any, number: int, defaults: dict[str, Any] | None = Non
     assert job.id is not None
     if job.batch is not None:
         return _bad(line, InvalidJobError("batch", "a prompt file's batch is its name; remove it"), job.id)
-    return ParsedLine(line, job.id, job)
+    return ParsedLine(line, job.id, job, openai_batch=isinstance(obj, dict) and "custom_id" in obj)
 
 
 def _bad(line: int, error: InvalidJobError, job_id: str | None = None) -> ParsedLine:

@@ -2,7 +2,9 @@
 
 The file is read twice, streamed both times: first to check it as a whole (a file that cannot be read
 enqueues nothing), then to send its jobs ten at a time. Each message carries the upload's identity, so
-that a duplicate event or a retried ingest can never make generate pay twice.
+that a duplicate event or a retried ingest can never make generate pay twice. Before the first send the
+run is opened with its total (see `batches`); the invalid jobs are counted after their records are
+written, and if that ends the run (every other job has ended already), ingest completes it.
 """
 
 from __future__ import annotations
@@ -19,8 +21,10 @@ from aws_lambda_powertools.utilities.data_classes import S3Event
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from nanobanana import metrics as names
+from nanobanana.batches import BatchTable, Completion, RunKey
 from nanobanana.config import Settings
 from nanobanana.errors import ErrorType, InvalidJobError, PipelineError
+from nanobanana.events import Publisher
 from nanobanana.files import (
     PROMPTS_PREFIX,
     FileError,
@@ -32,7 +36,7 @@ from nanobanana.files import (
     read_jobs,
     size_limit,
 )
-from nanobanana.messages import ORIGIN_ATTRIBUTE, ORIGIN_INGEST, Work, envelope
+from nanobanana.messages import ORIGIN_ATTRIBUTE, ORIGIN_INGEST, Work, envelope, utc_timestamp
 from nanobanana.observability import count, logger
 from nanobanana.results import record
 from nanobanana.storage import INGEST_ERROR_FILE, Storage, output_key
@@ -77,13 +81,15 @@ def uploads(record: SQSRecord) -> Iterator[Upload]:
         )
 
 
-def message_body(parsed: ParsedLine, *, batch: str, source: dict[str, Any], upload: str) -> str:
+def message_body(
+    parsed: ParsedLine, *, batch: str, source: dict[str, Any], upload: str, created_at: str | None = None
+) -> str:
     """A job's queue message, or the InvalidJobError that keeps it off the queue (`check` says the same)."""
     if parsed.job is None:
         assert parsed.error is not None
         raise parsed.error
     try:
-        return envelope(parsed.job, batch=batch, source=source, upload=upload)
+        return envelope(parsed.job, batch=batch, source=source, upload=upload, created_at=created_at)
     except ValueError as exc:  # pydantic's serialization errors: one job's, never the file's
         raise InvalidJobError("", f"cannot be written as a queue message ({type(exc).__name__})") from None
 
@@ -91,10 +97,22 @@ def message_body(parsed: ParsedLine, *, batch: str, source: dict[str, Any], uplo
 class Ingestor:
     """Reads prompt files from the bucket and sends their jobs to the jobs queue."""
 
-    def __init__(self, settings: Settings, storage: Storage, sqs: SQSClient) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        storage: Storage,
+        sqs: SQSClient,
+        *,
+        batches: BatchTable,
+        completion: Completion,
+        publisher: Publisher,
+    ) -> None:
         self.settings = settings
         self.storage = storage
         self.sqs = sqs
+        self.batches = batches
+        self.completion = completion
+        self.publisher = publisher
 
     def identity(self, upload: Upload) -> dict[str, str]:
         """What makes an upload itself: its version id, else the event's sequencer, else the object's etag."""
@@ -127,7 +145,11 @@ class Ingestor:
             logger.warning("prompt file rejected", extra={"key": upload.key, "reason": str(exc)})
             count(names.PROMPT_FILES_INGESTED)
             return {"batch": upload.batch, "enqueued": 0, "invalid": 0, "error": str(exc)}
+        run = RunKey(upload.batch, upload_id)
+        self.batches.open(run, source=source, version=upload.version, total=total)
         enqueued, invalid = self._enqueue(self._jobs(upload, extension), upload, upload_id, total)
+        # after the invalid jobs' records: the run cannot complete before every record is written
+        self.completion.settle(self.batches.count_invalid(run, invalid))
         count(names.PROMPT_FILES_INGESTED)
         count(names.JOBS_ENQUEUED, enqueued)
         count(names.INVALID_JOBS, invalid)
@@ -148,8 +170,8 @@ class Ingestor:
         self, lines: Iterable[ParsedLine], upload: Upload, upload_id: str, total: int
     ) -> tuple[int, int]:
         enqueued = invalid = 0
-        bodies = self._bodies(lines, upload, upload_id)
-        while chunk := list(islice(bodies, 10)):
+        outcomes = self._bodies(lines, upload, upload_id)
+        while chunk := list(islice(outcomes, 10)):
             done_before = enqueued + invalid
             entries: list[SendMessageBatchRequestEntryTypeDef] = [
                 {
@@ -159,28 +181,38 @@ class Ingestor:
                         ORIGIN_ATTRIBUTE: {"DataType": "String", "StringValue": ORIGIN_INGEST}
                     },
                 }
-                for i, body in enumerate(body for body in chunk if body is not None)
+                for i, body in enumerate(body for body in chunk if isinstance(body, str))
             ]
-            invalid += len(chunk) - len(entries)
+            failed = [result for result in chunk if isinstance(result, dict)]
+            invalid += len(failed)
             if entries:
                 self._send(entries)
                 enqueued += len(entries)
+            if failed:
+                self.publisher.job_ended(failed)
             if (enqueued + invalid) // PROGRESS_EVERY > done_before // PROGRESS_EVERY:
                 logger.info("ingest progress", extra={"done": enqueued + invalid, "total": total})
         return enqueued, invalid
 
-    def _bodies(self, lines: Iterable[ParsedLine], upload: Upload, upload_id: str) -> Iterator[str | None]:
-        """Message bodies in file order; None where the job failed (its result record is written here)."""
+    def _bodies(
+        self, lines: Iterable[ParsedLine], upload: Upload, upload_id: str
+    ) -> Iterator[str | dict[str, Any]]:
+        """Message bodies in file order; where a job failed, its result record (written here) instead."""
+        created_at = utc_timestamp()
         for parsed in lines:
             source = {"bucket": upload.bucket, "key": upload.key, "line": parsed.line}
             try:
-                yield message_body(parsed, batch=upload.batch, source=source, upload=upload_id)
+                yield message_body(
+                    parsed, batch=upload.batch, source=source, upload=upload_id, created_at=created_at
+                )
             except InvalidJobError as error:
-                self._fail(Work(parsed.id, upload.batch, upload_id, source, parsed.job, error), error)
-                yield None
+                work = Work(parsed.id, upload.batch, upload_id, source, parsed.job, error, created_at=created_at)
+                yield self._fail(work, error)
 
-    def _fail(self, work: Work, error: PipelineError) -> None:
-        self.storage.put_json(output_key(work.batch, f"{work.id}.json"), record(work, error=error))
+    def _fail(self, work: Work, error: PipelineError) -> dict[str, Any]:
+        result = record(work, error=error)
+        self.storage.put_json(output_key(work.batch, f"{work.id}.json"), result)
+        return result
 
     def _send(self, entries: list[SendMessageBatchRequestEntryTypeDef]) -> None:
         """SendMessageBatch, resending the entries SQS reports as failed; raise if some never go."""

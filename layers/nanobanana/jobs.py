@@ -258,6 +258,20 @@ def _from_batch_line(obj: dict[str, Any]) -> Job:
     )
 
 
+def job_line(job: Job, *, openai_batch: bool) -> dict[str, Any]:
+    """A job written back as a line of a prompt file that parses to the same job, id included."""
+    if not openai_batch:
+        return job.model_dump(mode="json", exclude_defaults=True, exclude={"options"})
+    body = job.model_dump(mode="json", include={"model", "messages", "temperature", "max_tokens", "seed"})
+    body = {key: value for key, value in body.items() if value is not None}
+    return {
+        "custom_id": job.id,
+        "method": "POST",
+        "url": "/v1/chat/completions",
+        "body": {**body, **job.options},
+    }
+
+
 def parse_defaults(obj: Any) -> dict[str, Any]:
     """Validate a `.json` file's `defaults`: any job field but `id`, each checked as a job would be."""
     if not isinstance(obj, dict):

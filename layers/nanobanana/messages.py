@@ -7,6 +7,7 @@ message attribute); anything else on the queue is a job a user sent straight to 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
@@ -22,6 +23,12 @@ MAX_MESSAGE_BYTES = 256 * 1024
 SQS_UPLOAD = "sqs"
 
 
+def utc_timestamp(epoch_seconds: float | None = None) -> str:
+    """ISO 8601 in UTC to the millisecond, as records and batch files write times: `...T12:00:00.000Z`."""
+    moment = datetime.now(UTC) if epoch_seconds is None else datetime.fromtimestamp(epoch_seconds, UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
 class Envelope(BaseModel):
     """A job of a prompt file on its way to generate."""
 
@@ -31,6 +38,8 @@ class Envelope(BaseModel):
     batch: BatchName
     source: dict[str, Any]
     upload: str
+    #: when ingest read the job (ISO 8601, UTC); absent from messages sent before it was recorded
+    created_at: str | None = None
 
 
 @dataclass(frozen=True)
@@ -45,6 +54,8 @@ class Work:
     error: InvalidJobError | None = None
     receive_count: int = 1
     metadata: dict[str, Any] | None = field(default=None)
+    #: when the job came into being: read by ingest, or sent to the queue (ISO 8601, UTC)
+    created_at: str = field(default_factory=utc_timestamp)
 
     @property
     def key(self) -> dict[str, str]:
@@ -52,9 +63,13 @@ class Work:
         return {"batch": self.batch, "id": self.id, "upload": self.upload}
 
 
-def envelope(job: Job, *, batch: str, source: dict[str, Any], upload: str) -> str:
+def envelope(
+    job: Job, *, batch: str, source: dict[str, Any], upload: str, created_at: str | None = None
+) -> str:
     """The body ingest sends for one job; InvalidJobError if it cannot fit in a message."""
-    body = Envelope(job=job, batch=batch, source=source, upload=upload).model_dump_json(exclude_none=True)
+    body = Envelope(
+        job=job, batch=batch, source=source, upload=upload, created_at=created_at
+    ).model_dump_json(exclude_none=True)
     if len(body.encode()) > MAX_MESSAGE_BYTES:
         raise InvalidJobError("", "the job is too big for a queue message; put input images in S3 instead")
     return body
@@ -63,6 +78,8 @@ def envelope(job: Job, *, batch: str, source: dict[str, Any], upload: str) -> st
 def read_message(record: SQSRecord) -> Work:
     """Turn any message of the jobs queue into Work; never raises for a bad body."""
     receive_count = int(record.attributes.approximate_receive_count or 1)
+    sent = record.attributes.get("SentTimestamp")  # epoch milliseconds
+    created_at = utc_timestamp(int(sent) / 1000) if sent else utc_timestamp()
     attributes = record.message_attributes
     # not .get(): Powertools' wrapper only wraps what [] returns
     origin = attributes[ORIGIN_ATTRIBUTE] if ORIGIN_ATTRIBUTE in attributes else None  # noqa: SIM401
@@ -70,22 +87,40 @@ def read_message(record: SQSRecord) -> Work:
         env = Envelope.model_validate_json(record.body)
         assert env.job.id is not None  # ingest always names its jobs
         return Work(
-            env.job.id, env.batch, env.upload, env.source, env.job, None, receive_count, env.job.metadata
+            env.job.id,
+            env.batch,
+            env.upload,
+            env.source,
+            env.job,
+            None,
+            receive_count,
+            env.job.metadata,
+            env.created_at or created_at,
         )
     source = _queue_source(record)
     try:
         obj = loads(record.body)
     except InvalidJobError as unreadable:
         error = InvalidJobError("", f"the message body is {unreadable.detail}")
-        return Work(record.message_id, DEFAULT_SQS_BATCH, SQS_UPLOAD, source, None, error, receive_count)
+        return Work(
+            record.message_id, DEFAULT_SQS_BATCH, SQS_UPLOAD, source, None, error, receive_count, None, created_at
+        )
     try:
         job = parse_job(obj, fallback_id=record.message_id)
     except InvalidJobError as error:
         job_id, batch = salvage(obj, "id", record.message_id), salvage(obj, "batch", DEFAULT_SQS_BATCH)
-        return Work(job_id, batch, SQS_UPLOAD, source, None, error, receive_count)
+        return Work(job_id, batch, SQS_UPLOAD, source, None, error, receive_count, None, created_at)
     assert job.id is not None
     return Work(
-        job.id, job.batch or DEFAULT_SQS_BATCH, SQS_UPLOAD, source, job, None, receive_count, job.metadata
+        job.id,
+        job.batch or DEFAULT_SQS_BATCH,
+        SQS_UPLOAD,
+        source,
+        job,
+        None,
+        receive_count,
+        job.metadata,
+        created_at,
     )
 
 

@@ -19,6 +19,7 @@ ESTIMATED_COST_USD = "EstimatedCostUSD"
 PIPELINE_ERRORS = "PipelineErrors"
 GATEWAY_CIRCUIT_OPEN = "GatewayCircuitOpen"
 BUDGET_EXHAUSTED = "BudgetExhausted"
+BATCHES_COMPLETED = "BatchesCompleted"
 
 #: The dimension of UpstreamErrors.
 ERROR_TYPE_DIMENSION = "ErrorType"
@@ -38,4 +39,5 @@ ALL = (
     PIPELINE_ERRORS,
     GATEWAY_CIRCUIT_OPEN,
     BUDGET_EXHAUSTED,
+    BATCHES_COMPLETED,
 )

@@ -8,7 +8,7 @@ from typing import Any
 
 from nanobanana.errors import ErrorType, PipelineError
 from nanobanana.jobs import Job
-from nanobanana.messages import Work
+from nanobanana.messages import Work, utc_timestamp
 
 
 def prompt_text(job: Job | None) -> str | None:
@@ -27,6 +27,22 @@ def prompt_text(job: Job | None) -> str | None:
     return None
 
 
+def request_summary(job: Job | None, *, model: str, dialect: str, stream: bool) -> dict[str, Any] | None:
+    """What is sent besides the prompt (None for a job that never could be): the record's `request`."""
+    if job is None:
+        return None
+    return {
+        "model": job.model or model,
+        "dialect": dialect,
+        "aspect_ratio": job.aspect_ratio,
+        "image_size": job.image_size,
+        "temperature": job.temperature,
+        "max_tokens": job.max_tokens,
+        "seed": job.seed,
+        "stream": stream,
+    }
+
+
 def record(
     work: Work,
     *,
@@ -40,6 +56,7 @@ def record(
     cost_usd: float = 0.0,
     retries: Sequence[ErrorType] = (),
     warnings: Sequence[str] = (),
+    request: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The contract's result record (plus `prompt` and `retries`, for the gallery and the report).
 
@@ -66,4 +83,7 @@ def record(
         "prompt": prompt_text(work.job),
         "retries": dict(Counter(str(t) for t in retries)),
         "warnings": list(warnings),
+        "created_at": work.created_at,
+        "finished_at": utc_timestamp(),
+        "request": request,
     }

@@ -75,6 +75,17 @@ class Storage:
                 ErrorType.INPUT_ERROR, f"input image {ref} could not be read ({code})"
             ) from None
 
+    def get_json(self, key: str) -> dict[str, Any] | None:
+        """A JSON object this pipeline wrote (a result record), or None if there is none."""
+        try:
+            body = self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                return None
+            raise
+        obj = json.loads(body)
+        return obj if isinstance(obj, dict) else None
+
     def put(self, key: str, body: bytes, content_type: str) -> None:
         self.s3.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType=content_type)
 

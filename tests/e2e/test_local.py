@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from nanobanana.batches import BATCH_FILE, RESULTS_FILE
 from nanobanana_cli.cli import main
 
 SAMPLES = Path(__file__).resolve().parents[2] / "samplefiles"
@@ -26,6 +27,8 @@ EXPECTED = {
 def _records(out: Path) -> dict[str, dict[str, dict[str, object]]]:
     records: dict[str, dict[str, dict[str, object]]] = {}
     for path in out.rglob("*.json"):
+        if path.name == BATCH_FILE:
+            continue
         record = json.loads(path.read_text())
         records.setdefault(str(record["batch"]), {})[path.stem] = record
     return records
@@ -146,7 +149,14 @@ def test_the_installed_console_script(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert "3 succeeded, 0 failed" in done.stdout
-    assert {p.name for p in (out / "cats").glob("*.json")} == {"00002.json", "00003.json", "00005.json"}
+    assert {p.name for p in (out / "cats").glob("*.json")} == {
+        "00002.json",
+        "00003.json",
+        "00005.json",
+        BATCH_FILE,
+    }
+    assert json.loads((out / "cats" / BATCH_FILE).read_text())["succeeded"] == 3
+    assert len((out / "cats" / RESULTS_FILE).read_text().splitlines()) == 3
     bad = subprocess.run([str(script), "local", "--nope"], capture_output=True, text=True, check=False)
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
 

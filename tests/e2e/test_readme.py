@@ -23,6 +23,7 @@ import pytest
 from nanobanana import metrics
 from nanobanana.errors import ADVICE, RETRYABLE, ErrorType
 from nanobanana.jobs import AspectRatio, ImageSize, JobSpec
+from nanobanana_cli.harness import Pipeline
 from nanobanana_cli.template import load_template
 
 REPO = Path(__file__).resolve().parents[2]
@@ -301,7 +302,7 @@ def test_job_fields_table_names_every_field_and_value() -> None:
 
 def test_result_record_fields_are_those_of_a_real_record(quick_start: Results, scratch: Path) -> None:
     documented = set(table("Result records"))
-    real = next((scratch / "out/demo").glob("*/*.json"))
+    real = next(path for path in (scratch / "out/demo").glob("*/*.json") if not path.name.startswith("_"))
     assert set(json.loads(real.read_text(encoding="utf-8"))) == documented
     examples = [json.loads(block.text) for block in blocks(section("Result records"), "json")]
     records = [example for example in examples if "status" in example]
@@ -315,3 +316,20 @@ def test_python_snippets_compile() -> None:
     assert snippets
     for snippet in snippets:
         compile(snippet.text, "README.md", "exec")
+
+
+def test_the_results_queue_snippet_gets_its_job_back(pipeline: Pipeline) -> None:
+    """The snippet of "Knowing when a run is done", run as written against the local stack."""
+    (snippet,) = [b.text for b in blocks(section("Knowing when a run is done"), "python")]
+    code = re.sub(r'JOBS_QUEUE_URL = "[^"]+"', f'JOBS_QUEUE_URL = "{pipeline.jobs_queue}"', snippet)
+    code = re.sub(r'RESULTS_QUEUE_URL = "[^"]+"', f'RESULTS_QUEUE_URL = "{pipeline.results_queue}"', code)
+    code = code.replace('boto3.client("sqs")', 'boto3.client("sqs", region_name="us-east-1")')
+    code = code.replace("WaitTimeSeconds=20", "WaitTimeSeconds=1")  # moto answers at once when empty
+    send, wait = code.split("result = wait_for_result(job_id)")
+    scope: dict[str, Any] = {}
+    exec(send, scope)  # noqa: S102  # the README's own code
+    pipeline.run()
+    exec("result = wait_for_result(job_id)" + wait, scope)  # noqa: S102
+    assert scope["result"]["status"] == "succeeded"
+    assert scope["result"]["id"] == scope["job_id"]
+    assert scope["result"]["images"] == [f"outputs/adhoc/{scope['job_id']}.png"]

@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from nanobanana.errors import ErrorType, InvalidJobError
-from nanobanana.jobs import default_id, loads, parse_defaults, parse_job, salvage
+from nanobanana.jobs import default_id, job_line, loads, parse_defaults, parse_job, salvage
 
 BATCH_LINE = {
     "custom_id": "req-1",
@@ -158,3 +158,26 @@ def test_any_object_is_a_job_or_an_invalid_job(obj: dict[str, Any]) -> None:
         assert (job.prompt is None) != (job.messages is None)
         return
     assert message.startswith(f"{field}: ")
+
+
+@pytest.mark.parametrize(
+    ("line", "openai_batch"),
+    [
+        (BATCH_LINE, True),
+        ({"id": "cat-1", "prompt": "a cat", "seed": 4, "metadata": {"n": 1}}, False),
+        ({"id": "edit", "messages": [{"role": "user", "content": [{"type": "text", "text": "x"}]}]}, False),
+    ],
+)
+def test_a_job_written_back_as_a_line_parses_to_the_same_job(
+    line: dict[str, Any], openai_batch: bool
+) -> None:
+    """What _failed.jsonl holds: uploaded again, each line is the job it was, in the kind it came in."""
+    job = parse_job(line)
+    written = job_line(job, openai_batch=openai_batch)
+    assert parse_job(written) == job
+    assert ("custom_id" in written) is openai_batch
+
+
+def test_a_job_with_a_default_id_keeps_it_when_written_back() -> None:
+    job = parse_job({"prompt": "a cat"}, defaults={"aspect_ratio": "1:1"}, fallback_id="00007")
+    assert job_line(job, openai_batch=False) == {"id": "00007", "prompt": "a cat", "aspect_ratio": "1:1"}

@@ -34,7 +34,7 @@ def sqs_record(body: str, *, receive_count: int = 1, origin: str | None = None) 
 def test_envelope_round_trip() -> None:
     job = parse_job({"prompt": "a cat", "seed": 1}, fallback_id="00003")
     source = {"bucket": "b", "key": "prompts/cats.txt", "line": 3}
-    body = envelope(job, batch="cats", source=source, upload="v1")
+    body = envelope(job, batch="cats", source=source, upload="v1", created_at="2025-11-28T10:00:00.000Z")
     work = read_message(sqs_record(body, receive_count=2, origin="ingest"))
     assert (work.id, work.batch, work.upload, work.source, work.receive_count) == (
         "00003",
@@ -45,12 +45,19 @@ def test_envelope_round_trip() -> None:
     )
     assert work.job == job
     assert work.key == {"batch": "cats", "id": "00003", "upload": "v1"}
+    assert work.created_at == "2025-11-28T10:00:00.000Z"  # when ingest read it, not when it arrived
+
+
+def test_a_direct_message_was_created_when_it_was_sent() -> None:
+    record = sqs_record(json.dumps({"prompt": "x"}))
+    record["attributes"]["SentTimestamp"] = "1764324000000"
+    assert read_message(record).created_at == "2025-11-28T10:00:00.000Z"
 
 
 def test_envelope_refuses_a_job_too_big_for_a_message() -> None:
     job = parse_job({"prompt": "x" * 100_000, "metadata": {"blob": "y" * MAX_MESSAGE_BYTES}}, fallback_id="1")
     with pytest.raises(InvalidJobError, match="too big"):
-        envelope(job, batch="b", source={}, upload="u")
+        envelope(job, batch="b", source={}, upload="u", created_at="t")
 
 
 def test_direct_message_uses_its_id_and_batch() -> None:
@@ -87,7 +94,7 @@ def test_bad_direct_messages_become_invalid_work(body: str, job_id: str, batch: 
 
 def test_an_envelope_is_only_trusted_with_its_attribute() -> None:
     job = parse_job({"prompt": "a"}, fallback_id="00001")
-    body: Any = envelope(job, batch="cats", source={}, upload="v1")
+    body: Any = envelope(job, batch="cats", source={}, upload="v1", created_at="t")
     work = read_message(sqs_record(body))  # sent by hand, without the attribute: a user's job object
     assert work.error is not None and work.error.field == "job"
 

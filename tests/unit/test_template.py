@@ -202,7 +202,7 @@ def test_redrive_after_max_receive_count_the_function_knows(template: dict[str, 
 
 def test_every_queue_is_encrypted(template: dict[str, Any]) -> None:
     queues = resources_of(template, "AWS::SQS::Queue")
-    assert len(queues) == 4
+    assert len(queues) == 6
     assert all(queue["Properties"]["SqsManagedSseEnabled"] is True for queue in queues.values())
 
 
@@ -287,6 +287,37 @@ def test_bucket_is_private_versioned_encrypted_and_tls_only(template: dict[str, 
     assert deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
 
 
+def test_batches_table_keys_runs_by_batch_and_upload(template: dict[str, Any]) -> None:
+    table = template["Resources"]["BatchesTable"]["Properties"]
+    assert table["KeySchema"] == [
+        {"AttributeName": "batch", "KeyType": "HASH"},
+        {"AttributeName": "upload", "KeyType": "RANGE"},
+    ]
+    assert table["TimeToLiveSpecification"] == {"AttributeName": "expiration", "Enabled": True}
+    assert table["SSESpecification"] == {"SSEEnabled": True}
+
+
+def test_results_queue_gets_this_stacks_events_and_only_from_its_rule(template: dict[str, Any]) -> None:
+    resources = template["Resources"]
+    rule = resources["ResultsRule"]["Properties"]
+    assert rule["EventBusName"] == {"Ref": "EventBusName"}
+    assert rule["EventPattern"] == {
+        "source": ["nanobanana"],
+        "detail": {"stack": [{"Ref": "AWS::StackName"}]},
+    }
+    (target,) = rule["Targets"]
+    assert queue_of_arn(target["Arn"]) == "ResultsQueue"
+    assert queue_of_arn(target["DeadLetterConfig"]["Arn"]) == "ResultsDeadLetterQueue"
+    redrive = resources["ResultsQueue"]["Properties"]["RedrivePolicy"]
+    assert queue_of_arn(redrive["deadLetterTargetArn"]) == "ResultsDeadLetterQueue"
+    (statement,) = resources["ResultsQueuePolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    assert statement["Principal"] == {"Service": "events.amazonaws.com"}
+    assert statement["Action"] == "sqs:SendMessage"
+    assert statement["Condition"] == {"ArnEquals": {"aws:SourceArn": {"Fn::GetAtt": ["ResultsRule", "Arn"]}}}
+    assert template["Parameters"]["EventBusName"]["Default"] == "default"
+    assert template["Outputs"]["ResultsQueueUrl"]["Value"] == {"Ref": "ResultsQueue"}
+
+
 def test_idempotency_table_has_powertools_key_and_ttl(template: dict[str, Any]) -> None:
     table = template["Resources"]["IdempotencyTable"]["Properties"]
     assert table["KeySchema"] == [{"AttributeName": "id", "KeyType": "HASH"}]
@@ -327,7 +358,7 @@ def test_no_data_permission_is_on_every_resource(template: dict[str, Any]) -> No
         (
             "IngestFunction",
             {
-                "s3:GetObject": {"${PipelineBucket.Arn}/prompts/*"},
+                "s3:GetObject": {"${PipelineBucket.Arn}/prompts/*", "${PipelineBucket.Arn}/outputs/*"},
                 "s3:GetObjectVersion": {"${PipelineBucket.Arn}/prompts/*"},
                 "s3:PutObject": {"${PipelineBucket.Arn}/outputs/*"},
                 "sqs:SendMessage": {'{"Fn::GetAtt": ["JobsQueue", "Arn"]}'},
@@ -336,7 +367,12 @@ def test_no_data_permission_is_on_every_resource(template: dict[str, Any]) -> No
         (
             "GenerateFunction",
             {
-                "s3:GetObject": {"${PipelineBucket.Arn}/inputs/*"},
+                "s3:GetObject": {
+                    "${PipelineBucket.Arn}/inputs/*",
+                    "${PipelineBucket.Arn}/prompts/*",
+                    "${PipelineBucket.Arn}/outputs/*",
+                },
+                "s3:GetObjectVersion": {"${PipelineBucket.Arn}/prompts/*"},
                 "s3:PutObject": {"${PipelineBucket.Arn}/outputs/*"},
                 "sqs:ChangeMessageVisibility": {'{"Fn::GetAtt": ["JobsQueue", "Arn"]}'},
                 "secretsmanager:GetSecretValue": {
@@ -359,12 +395,13 @@ def test_each_function_gets_exactly_its_data_permissions(
         for statement in document["Statement"]:
             for action in as_list(statement["Action"]):
                 actual.setdefault(action, set()).update(text_of(r) for r in as_list(statement["Resource"]))
-    table = '{"Fn::GetAtt": ["IdempotencyTable", "Arn"]}'
-    items = {f"dynamodb:{verb}Item": {table} for verb in ("Get", "Put", "Update", "Delete")}
+    table, runs = '{"Fn::GetAtt": ["IdempotencyTable", "Arn"]}', '{"Fn::GetAtt": ["BatchesTable", "Arn"]}'
+    items = {f"dynamodb:{verb}Item": {table, runs} for verb in ("Get", "Put", "Update")}
     if function == "GenerateFunction":  # the guards: read the circuit, count outcomes, reserve the budget
         guards = '{"Fn::GetAtt": ["GuardsTable", "Arn"]}'
-        items = {**items, **{f"dynamodb:{verb}Item": {table, guards} for verb in ("Get", "Update")}}
-    assert actual == {**granted, **items}
+        items = {**items, **{f"dynamodb:{verb}Item": {table, runs, guards} for verb in ("Get", "Update")}}
+    bus = "arn:${AWS::Partition}:events:${AWS::Region}:${AWS::AccountId}:event-bus/${EventBusName}"
+    assert actual == {**granted, **items, "dynamodb:DeleteItem": {table}, "events:PutEvents": {bus}}
 
 
 def test_guards_table_is_encrypted_and_expires_its_items(template: dict[str, Any]) -> None:
@@ -463,6 +500,8 @@ def test_outputs_say_where_everything_is(template: dict[str, Any]) -> None:
         "ApiKeySecretArn",
         "AlarmTopicArn",
         "DashboardUrl",
+        "ResultsQueueUrl",
+        "BatchesTableName",
     }
     assert "#dashboards:name=${Dashboard}" in outputs["DashboardUrl"]["Value"]["Fn::Sub"]
 
