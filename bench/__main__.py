@@ -18,6 +18,8 @@
    `bench/runtime.py`).
 7. 40 jobs against a gateway that is down for their first 5 s, then recovers: the calls made while it
    was down, with the circuit breaker and without (see `bench/outage.py`).
+8. A 10,000-job run's accounting: AWS calls per job for counting its jobs' ends and completing it
+   (goal: O(1), about 3, and no listing of the bucket; see `bench/completion.py`).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from typing import Any
 
 from bench import outage as outages
 from bench.answers import bench_answers
+from bench.completion import bench_completion
 from bench.local import bench_local
 from bench.reading import bench_reading
 from bench.runtime import bench_runtime
@@ -121,6 +124,7 @@ def main() -> None:
         runtime = bench_runtime(handler_output)
         outage = outages.bench_outage()
         local = bench_local(handler_output)
+        completion = bench_completion()
     print(
         f"generate: {generate['records']} records at {LATENCY_SECONDS} s latency: "
         f"warm {generate['warm_wall_s']} s -> ratio {generate['ratio']} (goal <= {generate['goal']}); "
@@ -136,6 +140,13 @@ def main() -> None:
         + ", ".join(f"{run['mib']} MiB {run['s_per_mib']} s/MiB" for run in reading["runs"])
         + f" (flat is the goal: spread {reading['spread']}x);"
         + f" peak Python memory {reading['peak_python_mb']} MB"
+    )
+    print(
+        f"run accounting: {completion['jobs']} jobs: {completion['calls_per_job']} AWS calls per job "
+        f"({completion['calls_per_job_end']} per job's end, {completion['completion_calls']} to complete "
+        f"the run, {completion['list_calls']} listings; goal: O(1), about 3); "
+        f"counting {completion['counting_s']} s, completion {completion['completion_s']} s in moto; "
+        f"{completion['calls']}"
     )
     bomb = answers["bomb"]
     print(
@@ -176,6 +187,7 @@ def main() -> None:
                 "answers": answers,
                 "runtime": runtime,
                 "outage": outage,
+                "completion": completion,
             }
         )
     )

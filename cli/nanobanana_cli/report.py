@@ -16,11 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nanobanana.batches import BATCH_FILE as COMPLETION_FILE
 from nanobanana.errors import ADVICE, ErrorType
 from nanobanana.storage import INGEST_ERROR_FILE, OUTPUTS_PREFIX
-
-#: A batch's completion summary, written when every job of the upload has ended.
-COMPLETION_FILE = "_batch.json"
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 from tqdm import tqdm
 
+from nanobanana.batches import FAILED_FILE
 from nanobanana.config import Settings
 from nanobanana.files import PROMPTS_PREFIX, FileError, batch_name, extension_of, read_jobs
 from nanobanana.storage import INGEST_ERROR_FILE, READ_CHUNK_BYTES, output_key
@@ -27,7 +28,6 @@ from nanobanana_cli.gallery import write_gallery
 from nanobanana_cli.outputs import StackError, Target, connect, describe, explain
 from nanobanana_cli.report import COMPLETION_FILE, load_completions, load_results, summarize, summary_line
 
-FAILED_FILE = "_failed.jsonl"
 #: How often `watch` reads the batch's state.
 WATCH_INTERVAL_SECONDS = 1.0
 #: S3's DeleteObjects takes at most this many keys.

@@ -344,13 +344,12 @@ class Completion:
         table: BatchTable,
         storage: Storage,
         publisher: Publisher,
-        *,
-        max_jobs: int,
+        settings: Settings,
     ) -> None:
         self.table = table
         self.storage = storage
         self.publisher = publisher
-        self.max_jobs = max_jobs
+        self.settings = settings
         # its own threads: completion itself runs on a caller's I/O thread
         self.pool = ThreadPoolExecutor(max_workers=FETCH_THREADS, thread_name_prefix="nanobanana-completion")
 
@@ -392,8 +391,12 @@ class Completion:
     def _records(self, status: BatchStatus) -> Iterator[tuple[ParsedLine, dict[str, Any]]]:
         """Each job of the run's file, in order, with its result record (fetched a window at a time)."""
         key = str(status.source["key"])
-        lines = self.storage.open_lines(key, status.version)
-        jobs = read_jobs(lines, extension_of(key), max_jobs=self.max_jobs)
+        jobs = read_jobs(
+            self.storage.open_chunks(key, status.version),
+            extension_of(key),
+            max_jobs=self.settings.max_jobs_per_file,
+            max_file_bytes=self.settings.max_file_bytes,
+        )
         while window := list(islice(jobs, FETCH_WINDOW)):
             keys = [output_key(status.batch, f"{parsed.id}.json") for parsed in window]
             for parsed, result in zip(window, self.pool.map(self.storage.get_json, keys), strict=True):
@@ -415,4 +418,4 @@ def batch_tracking(
     publisher = Publisher(
         events, bus=settings.event_bus_name, stack=settings.stack_name, bucket=settings.bucket
     )
-    return table, Completion(table, storage, publisher, max_jobs=settings.max_jobs_per_file), publisher
+    return table, Completion(table, storage, publisher, settings), publisher

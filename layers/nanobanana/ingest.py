@@ -206,7 +206,9 @@ class Ingestor:
                     parsed, batch=upload.batch, source=source, upload=upload_id, created_at=created_at
                 )
             except InvalidJobError as error:
-                work = Work(parsed.id, upload.batch, upload_id, source, parsed.job, error, created_at=created_at)
+                work = Work(
+                    parsed.id, upload.batch, upload_id, source, parsed.job, error, created_at=created_at
+                )
                 yield self._fail(work, error)
 
     def _fail(self, work: Work, error: PipelineError) -> dict[str, Any]:

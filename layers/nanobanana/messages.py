@@ -103,7 +103,15 @@ def read_message(record: SQSRecord) -> Work:
     except InvalidJobError as unreadable:
         error = InvalidJobError("", f"the message body is {unreadable.detail}")
         return Work(
-            record.message_id, DEFAULT_SQS_BATCH, SQS_UPLOAD, source, None, error, receive_count, None, created_at
+            record.message_id,
+            DEFAULT_SQS_BATCH,
+            SQS_UPLOAD,
+            source,
+            None,
+            error,
+            receive_count,
+            None,
+            created_at,
         )
     try:
         job = parse_job(obj, fallback_id=record.message_id)

@@ -162,8 +162,10 @@ def test_submit_watch_status_fetch_and_retry(
     assert json.loads((out / "cli/mixed/00002.json").read_text())["status"] == "failed"
     assert 'id="cli/mixed/00001"' in (out / "index.html").read_text()
 
-    assert main(["retry", "cli/mixed", *at]) == 2
-    assert "no _failed.jsonl yet" in capsys.readouterr().err
+    # the run's _failed.jsonl, uploaded as a new run of the batch: only the failed job, which fails again
+    assert main(["retry", "cli/mixed", "--wait", *at]) == 1
+    printed = capsys.readouterr().out
+    assert "1 failed jobs -> " in printed and "cli/mixed: 0 succeeded, 1 failed" in printed
 
 
 def test_a_file_rejected_whole_ends_its_run_as_failed(

@@ -56,6 +56,9 @@ def test_submit_watch_fetch_against_a_stack_found_by_name(
         "00001.png",
         "00002.json",
         "00002.png",
+        "_batch.json",
+        "_failed.jsonl",
+        "_results.jsonl",
     ]
 
 
