@@ -16,9 +16,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nanobanana.batches import BATCH_FILE as COMPLETION_FILE
+from nanobanana.batches import BATCH_FILE
 from nanobanana.errors import ADVICE, ErrorType
 from nanobanana.storage import INGEST_ERROR_FILE, OUTPUTS_PREFIX
+
+#: A batch's completion summary, written when every job of the upload has ended.
+COMPLETION_FILE = BATCH_FILE
 
 
 @dataclass(frozen=True)

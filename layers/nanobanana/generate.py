@@ -2,8 +2,11 @@
 
 Every record of a batch runs concurrently. A job ends in one of four ways: succeeded (images and record
 written, ledger finished), failed for good (record written, message consumed), failed for now (message
-returned to the queue with a visibility delay), or, on its last delivery, failed for now with its record
-written first, so that every job has a result record even when it is dead-lettered.
+returned to the queue with a visibility delay), or, on its last delivery, failed with its record written
+and the job made final before its message is dead-lettered, so that every job has a result record.
+
+A job's end is told once, by the call that made the job final in the ledger: its event on the bus, its
+count in its run (see `batches`), and the run's completion when it was the last.
 """
 
 from __future__ import annotations
@@ -23,16 +26,26 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from botocore.exceptions import ClientError
 
 from nanobanana import metrics as names
-from nanobanana.client import BeforeCall, Failure, GatewayClient, GatewayConfig, Success
+from nanobanana.batches import BatchStatus, BatchTable, Completion, CompletionBusy, RunKey
+from nanobanana.client import (
+    BeforeCall,
+    Failure,
+    GatewayClient,
+    GatewayConfig,
+    Success,
+    chat_completions_url,
+)
 from nanobanana.config import Settings
+from nanobanana.dialects import learned_dialect, resolve_dialect
 from nanobanana.errors import ErrorType, PipelineError
+from nanobanana.events import Publisher
 from nanobanana.guards import Guards
 from nanobanana.images import GeneratedImage, InputImage
 from nanobanana.jobs import Job
 from nanobanana.ledger import CallLimitReached, Claim, ClaimResult, Ledger
-from nanobanana.messages import Work, read_message, unreadable
+from nanobanana.messages import SQS_UPLOAD, Work, read_message, unreadable
 from nanobanana.observability import count, logger, upstream_error
-from nanobanana.results import record
+from nanobanana.results import record, request_summary
 from nanobanana.retry import Backoff, Deadline
 from nanobanana.storage import Storage, json_bytes, output_key
 
@@ -48,10 +61,21 @@ IO_THREADS = 32
 MAX_DELAY_SECONDS = 12 * 3600 - 15 * 60
 #: When the gateway gave no Retry-After: wait about this long, doubling with each delivery.
 REDELIVERY_BACKOFF = Backoff(base=30.0, cap=900.0)
+#: A run's completion that failed (S3, DynamoDB) is tried again by the last job's message, this much later.
+COMPLETION_RETRY_SECONDS = 60
 
 
 class JobDeferred(Exception):
     """The job must be tried again later: the message goes back to the queue (a batch item failure)."""
+
+
+class RunNotSettled(JobDeferred):
+    """The job has ended, but its run's count or completion has not: the message comes back in
+    `wait_seconds`, finds the job done and settles the run."""
+
+    def __init__(self, reason: str, wait_seconds: float) -> None:
+        super().__init__(reason)
+        self.wait_seconds = wait_seconds
 
 
 class Generator:
@@ -65,6 +89,10 @@ class Generator:
         sqs: SQSClient,
         client: Callable[[], GatewayClient],
         guards: Guards | None = None,
+        *,
+        batches: BatchTable,
+        completion: Completion,
+        publisher: Publisher,
     ) -> None:
         self.settings = settings
         self.storage = storage
@@ -72,6 +100,9 @@ class Generator:
         self.sqs = sqs
         self.client = client
         self.guards = guards or Guards()
+        self.batches = batches
+        self.completion = completion
+        self.publisher = publisher
         self.pool = ThreadPoolExecutor(max_workers=IO_THREADS, thread_name_prefix="nanobanana-io")
 
     async def _io(self, call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -93,6 +124,9 @@ class Generator:
         progress = Progress()
         try:
             await self._process(message, work, progress, deadline, remaining_ms)
+        except RunNotSettled as unsettled:
+            await self._defer(message, unsettled.wait_seconds)
+            raise
         except JobDeferred:
             raise
         except Exception as exc:
@@ -105,7 +139,7 @@ class Generator:
                 # its record is written or a redrive writes it, never a failure over it)
                 cause = f"the pipeline failed on the job's last delivery: {describe(exc)}"
                 error = PipelineError(ErrorType.PIPELINE_ERROR, cause)
-                await self._finish_failed(work, error, progress=progress, final=False)
+                await self._finish_failed(work, error, progress=progress, final=True)
             raise
 
     async def _process(
@@ -124,6 +158,8 @@ class Generator:
         claim = await self._io(self.ledger.claim, work.key, remaining_ms())
         if claim.state is Claim.DONE:
             logger.info("job already done: duplicate delivery skipped, nothing paid")
+            if work.upload != SQS_UPLOAD:  # its run may wait for a completion a crash left undone
+                await self._settle(lambda: self.batches.get(RunKey(work.batch, work.upload)))
             return
         if claim.state is Claim.BUSY:
             logger.info("job is being generated by another invocation", extra={"wait_s": claim.wait_seconds})
@@ -261,13 +297,29 @@ class Generator:
         retries = [ErrorType(error_type) for error_type in kept["retries"]]
         if "lost" in kept:
             error = PipelineError(ErrorType.PIPELINE_ERROR, kept["lost"])
-            result = record(work, error=error, attempts=calls, cost_usd=cost_usd, retries=retries, **answer)
+            result = record(
+                work,
+                error=error,
+                attempts=calls,
+                cost_usd=cost_usd,
+                retries=retries,
+                request=self._request(work),
+                **answer,
+            )
             await self._write_final(work, result, _write_budget(remaining_ms))
             count(names.JOBS_FAILED)
             logger.warning("job failed", extra={"error": error.to_record()})
             return
         keys: list[str] = kept["images"]
-        result = record(work, images=keys, attempts=calls, cost_usd=cost_usd, retries=retries, **answer)
+        result = record(
+            work,
+            images=keys,
+            attempts=calls,
+            cost_usd=cost_usd,
+            retries=retries,
+            request=self._request(work),
+            **answer,
+        )
         await self._write_final(work, result, _write_budget(remaining_ms))
         count(names.JOBS_SUCCEEDED)
         count(names.IMAGES_GENERATED, len(keys))
@@ -275,11 +327,13 @@ class Generator:
         logger.info("job succeeded", extra={"images": keys, "attempts": calls})
 
     async def _write_final(self, work: Work, result: dict[str, Any], budget: float) -> None:
-        """The result record, then the ledger's transition to final."""
+        """The result record, then the ledger's transition to final (and, if it was this call's, the
+        job's end told)."""
         body = json_bytes(result)
         key = output_key(work.batch, f"{work.id}.json")
         await self._io(self.storage.put_with_retries, key, body, "application/json", budget=budget)
-        await self._io(self.ledger.finish, work.key, _summary(result))
+        if await self._io(self.ledger.finish, work.key, _summary(result)):
+            await self._ended(work, result)
 
     async def _finish_failure(
         self, message: SQSRecord, work: Work, claim: ClaimResult, failure: Failure, progress: Progress
@@ -288,13 +342,13 @@ class Generator:
         if not error.retryable:
             await self._finish_failed(work, error, failure=failure, progress=progress, final=True)
             return
-        last_delivery = work.receive_count >= self.settings.max_receive_count
+        if work.receive_count >= self.settings.max_receive_count:
+            # The job's end: recorded, final and counted before its message is dead-lettered (and
+            # alarmed); a redrive finds it done. Its line in _failed.jsonl is how it is tried again.
+            await self._finish_failed(work, error, failure=failure, progress=progress, final=True)
+            raise JobDeferred(f"job {work.id} failed on its last delivery: {error.type}")
         delay = failure.retry_after or REDELIVERY_BACKOFF.delay(work.receive_count - 1)
         await self._io(self.ledger.release, claim, _error_to(error), not_before=time.time() + delay)
-        if last_delivery:
-            # Written before the message is dead-lettered: every job ends with a result record.
-            await self._finish_failed(work, error, failure=failure, progress=progress, final=False)
-            raise JobDeferred(f"job {work.id} failed on its last delivery: {error.type}")
         logger.warning("job will be retried", extra={"error": error.to_record(), "delay_s": delay})
         await self._defer(message, delay)
         raise JobDeferred(f"job {work.id} deferred {delay:.0f}s: {error.type}")
@@ -308,7 +362,8 @@ class Generator:
         progress: Progress | None = None,
         final: bool,
     ) -> None:
-        """Write the failed result record; `final` marks the job done in the ledger (never retried)."""
+        """Write the failed result record; `final` marks the job done in the ledger (never retried).
+        Not final: an invalid message, which the ledger never sees."""
         result = record(
             work,
             error=error,
@@ -316,12 +371,41 @@ class Generator:
             latency_ms=failure.latency_ms if failure else 0,
             cost_usd=progress.cost_usd if progress else 0.0,
             retries=failure.retries if failure else (),
+            request=self._request(work),
         )
         await self._io(self.storage.put_json, output_key(work.batch, f"{work.id}.json"), result)
-        if final:
-            await self._io(self.ledger.finish, work.key, _summary(result))
+        made_final = await self._io(self.ledger.finish, work.key, _summary(result)) if final else True
         count(names.JOBS_FAILED)
         logger.warning("job failed", extra={"error": error.to_record()})
+        if made_final:
+            await self._ended(work, result)
+
+    def _request(self, work: Work) -> dict[str, Any] | None:
+        """The record's `request`: the dialect is what `auto` learned from the gateway, if it did."""
+        settings = self.settings
+        dialect = resolve_dialect(settings.dialect, settings.api_base_url)
+        if settings.dialect == "auto":
+            dialect = learned_dialect(chat_completions_url(settings.api_base_url)) or dialect
+        return request_summary(work.job, model=settings.model_id, dialect=dialect, stream=settings.stream)
+
+    async def _ended(self, work: Work, result: dict[str, Any]) -> None:
+        """A job has ended (its record written, its ledger entry made final by this call): tell of it,
+        count it in its run, and complete the run if this was its last job. Once per job's end."""
+        await self._io(self.publisher.job_ended, [result])
+        if work.upload != SQS_UPLOAD:
+            await self._settle(lambda: self.batches.count(RunKey(work.batch, work.upload), result))
+
+    async def _settle(self, update: Callable[[], BatchStatus | None]) -> None:
+        """Update the run, then complete it if every job has ended. The job has ended whatever happens
+        here: a failure returns the message, whose next delivery finds the job done and settles the run."""
+        try:
+            await self._io(lambda: self.completion.settle(update()))
+        except CompletionBusy as busy:
+            raise RunNotSettled(str(busy), busy.wait_seconds) from None
+        except Exception as exc:
+            logger.exception("the job's run could not be updated or completed; its message will come back")
+            count(names.PIPELINE_ERRORS)
+            raise RunNotSettled(f"run not settled: {describe(exc)}", COMPLETION_RETRY_SECONDS) from exc
 
     async def _defer(self, message: SQSRecord, seconds: float) -> None:
         """Hold the message back for `seconds` instead of sleeping through the invocation."""
