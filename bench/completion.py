@@ -105,6 +105,7 @@ def bench_completion() -> dict[str, Any]:
         publisher.job_ended([records[-1]])
         assert completion.settle(table.count(run, records[-1]))
         completion_s = time.perf_counter() - started
+        counting = False
         summary = table.get(run)
         assert summary is not None
         assert (summary.status, summary.succeeded) == ("completed", JOBS - JOBS // 10)

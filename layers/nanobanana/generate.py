@@ -294,32 +294,17 @@ class Generator:
         calls, cost_usd = progress.calls, progress.cost_usd
         answer = {key: kept[key] for key in ("model", "finish_reason", "text", "latency_ms")}
         answer["warnings"] = kept.get("warnings", [])
+        answer["request"] = self._request(work)
         retries = [ErrorType(error_type) for error_type in kept["retries"]]
         if "lost" in kept:
             error = PipelineError(ErrorType.PIPELINE_ERROR, kept["lost"])
-            result = record(
-                work,
-                error=error,
-                attempts=calls,
-                cost_usd=cost_usd,
-                retries=retries,
-                request=self._request(work),
-                **answer,
-            )
+            result = record(work, error=error, attempts=calls, cost_usd=cost_usd, retries=retries, **answer)
             await self._write_final(work, result, _write_budget(remaining_ms))
             count(names.JOBS_FAILED)
             logger.warning("job failed", extra={"error": error.to_record()})
             return
         keys: list[str] = kept["images"]
-        result = record(
-            work,
-            images=keys,
-            attempts=calls,
-            cost_usd=cost_usd,
-            retries=retries,
-            request=self._request(work),
-            **answer,
-        )
+        result = record(work, images=keys, attempts=calls, cost_usd=cost_usd, retries=retries, **answer)
         await self._write_final(work, result, _write_budget(remaining_ms))
         count(names.JOBS_SUCCEEDED)
         count(names.IMAGES_GENERATED, len(keys))
