@@ -44,8 +44,18 @@ class Context:
         return max(0, int(self._deadline_ms - time.time() * 1000))
 
 
+def peak_rss_kb() -> int:
+    """This process's peak resident set since it started: VmHWM (getrusage's ru_maxrss would count the
+    parent's, which a forked child inherits across exec)."""
+    with open("/proc/self/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # not Linux: the best there is
+
+
 def answer(channel: TextIO, reply: dict[str, Any]) -> None:
-    reply["max_rss_kb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    reply["max_rss_kb"] = peak_rss_kb()
     channel.write(json.dumps(reply, default=str) + "\n")
     channel.flush()
 
