@@ -118,15 +118,7 @@ def _parser() -> _Parser:
         "(jobs whose record in DIR says succeeded are not generated again). Exit status: 0 all jobs "
         "succeeded, 1 some failed, 2 usage error, 130 interrupted.",
     )
-    local.add_argument(
-        "files", nargs="+", type=_existing_file, metavar="FILE", help="prompt files (.txt .jsonl .json .csv)"
-    )
-    local.add_argument(
-        "--sqs",
-        type=_existing_file,
-        metavar="FILE.jsonl",
-        help="send each line of this file as one message straight to the jobs queue",
-    )
+    _file_arguments(local, nargs="+", repeat=False)
     local.add_argument(
         "--out",
         required=True,
@@ -159,17 +151,7 @@ def _parser() -> _Parser:
         "every bad line with its line number, the job count and the estimated cost. Exit status: 0 no "
         "problems, 1 problems found, 2 usage error.",
     )
-    check.add_argument(
-        "files", nargs="*", type=_existing_file, metavar="FILE", help="prompt files (.txt .jsonl .json .csv)"
-    )
-    check.add_argument(
-        "--sqs",
-        type=_existing_file,
-        action="append",
-        default=[],
-        metavar="FILE.jsonl",
-        help="a file of jobs-queue messages, one a line (may be repeated)",
-    )
+    _file_arguments(check, nargs="*", repeat=True)
     price = Settings.model_fields["price_per_image_usd"].default
     check.add_argument(
         "--price",
@@ -190,6 +172,20 @@ def _parser() -> _Parser:
 def _default_daily_budget() -> float:
     """The template's DailyBudgetUSD: what a deployment caps a day's spend at unless told otherwise."""
     return float(load_template(TEMPLATE)["Parameters"]["DailyBudgetUSD"]["Default"])
+
+
+def _file_arguments(parser: argparse.ArgumentParser, *, nargs: str, repeat: bool) -> None:
+    """FILE... and --sqs FILE.jsonl, as `local` and `check` take them (`check` may take --sqs again)."""
+    kinds = "prompt files (.txt .jsonl .json .csv)"
+    parser.add_argument("files", nargs=nargs, type=_existing_file, metavar="FILE", help=kinds)
+    parser.add_argument(
+        "--sqs",
+        type=_existing_file,
+        action="append" if repeat else "store",
+        default=[] if repeat else None,
+        metavar="FILE.jsonl",
+        help="jobs-queue messages, one a line" + (" (may be repeated)" if repeat else ""),
+    )
 
 
 def _gateway_options(parser: argparse.ArgumentParser) -> None:

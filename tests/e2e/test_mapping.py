@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 
 import boto3
 import pytest
-from moto import mock_aws
 
 from nanobanana_cli import runner
-from nanobanana_cli.runner import EventSourceMapping, drain, preserved_environ, queue_depth, sqs_record
-from nanobanana_cli.stack import LOCAL_ENVIRONMENT, REGION, Function, Queue
+from nanobanana_cli.runner import EventSourceMapping, drain, queue_depth, sqs_record
+from nanobanana_cli.stack import REGION, Function, Queue
 
 HANDLER = """
 import json, os
@@ -33,14 +31,6 @@ def lambda_handler(event, context):
             failures.append({"itemIdentifier": record["messageId"]})
     return {"batchItemFailures": failures}
 """
-
-
-@pytest.fixture
-def aws() -> Iterator[None]:
-    with preserved_environ():
-        os.environ.update(LOCAL_ENVIRONMENT)
-        with mock_aws():
-            yield
 
 
 def _queue(max_receive_count: int) -> Queue:

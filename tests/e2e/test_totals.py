@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import boto3
 import pytest
-from moto import mock_aws
 
 from nanobanana.jobs import parse_job
 from nanobanana.messages import ORIGIN_ATTRIBUTE, ORIGIN_INGEST, envelope
@@ -18,8 +15,8 @@ from nanobanana_cli.gallery import render
 from nanobanana_cli.localrun import _orphan
 from nanobanana_cli.outdir import OutputDir
 from nanobanana_cli.report import format_report, load_results, summarize, summary_line
-from nanobanana_cli.runner import EventSourceMapping, drain, preserved_environ
-from nanobanana_cli.stack import LOCAL_ENVIRONMENT, REGION, Function, Queue
+from nanobanana_cli.runner import EventSourceMapping, drain
+from nanobanana_cli.stack import REGION, Function, Queue
 
 QUEUE_ARN = "arn:aws:sqs:us-east-1:123456789012:jobs"
 
@@ -92,14 +89,6 @@ def lambda_handler(event, context):
             seen.write(record["body"] + "\\n")
     return {"batchItemFailures": []}
 """
-
-
-@pytest.fixture
-def aws() -> Iterator[None]:
-    with preserved_environ():
-        os.environ.update(LOCAL_ENVIRONMENT)
-        with mock_aws():
-            yield
 
 
 def test_one_empty_reading_does_not_end_the_run(
