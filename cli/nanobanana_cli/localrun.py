@@ -320,6 +320,18 @@ def _orphan(message: dict[str, Any], queue_arn: str, out: OutputDir) -> Result |
     return dead_lettered(work.batch, work.id, f"job {work.id}")
 
 
+@dataclass(frozen=True)
+class Ended:
+    """How a run ended: drained (or interrupted, with `unfinished` jobs still queued), jobs skipped as
+    already succeeded, messages dead-lettered and the failed results of those that left no record."""
+
+    drained: bool
+    skipped: int
+    dead_letters: int
+    orphans: list[Result]
+    unfinished: int
+
+
 def _run(
     stack: Stack,
     args: argparse.Namespace,
@@ -328,8 +340,8 @@ def _run(
     watch: LogWatch,
     interrupts: Interrupts,
     progress: tqdm[Any],
-) -> tuple[bool, int, int, list[Result]]:
-    """Drain the queues through the handlers: (drained, skipped, dead letters, dead-lettered orphans)."""
+) -> Ended:
+    """Drain the queues through the handlers, or stop at Ctrl-C."""
     mappings = []
     for logical_id, function in stack.functions.items():
         generate = logical_id == GENERATE_FUNCTION
@@ -365,8 +377,10 @@ def _run(
         for mapping in mappings:
             mapping.stop(interrupts.abandon)
     out.flush()
-    count, orphans = _dead_letters(stack, out) if drained else (0, [])
-    return drained, jobs.skipped, count, orphans
+    if not drained:
+        return Ended(False, jobs.skipped, 0, [], messages_in(jobs.source.name))
+    count, orphans = _dead_letters(stack, out)
+    return Ended(True, jobs.skipped, count, orphans, 0)
 
 
 def _run_facts(args: argparse.Namespace, used: Gateway, stack: Stack) -> dict[str, str]:
@@ -435,22 +449,22 @@ def run_local(args: argparse.Namespace) -> int:
                 out.close()
             facts = _run_facts(args, used, stack)
             guards = guards_status(stack)
-    drained, skipped, dead, orphans = ended
-    results = load_results(out_dir, out.records) + orphans
+    results = load_results(out_dir, out.records) + ended.orphans
     completed = {r.batch for r in results if output_key(r.batch, COMPLETION_FILE) in out.copied}
     summary = summarize(
-        results, dead_letters=dead, completions=load_completions(out_dir, completed), run=facts
+        results, dead_letters=ended.dead_letters, completions=load_completions(out_dir, completed), run=facts
     )
     gallery = write_gallery(out_dir, summary)
-    if skipped:
-        print(f"{skipped} job(s) already succeeded in {out_dir}: not generated again")
+    if ended.skipped:
+        print(f"{ended.skipped} job(s) already succeeded in {out_dir}: not generated again")
     print(format_report(summary))
     print(f"{'guards':<14}{guards.describe()}")
     print(summary_line(summary))
     print(f"gallery: {gallery}   handler logs: {log_path}")
-    if not drained:
+    if not ended.drained:
         print(
-            f"Interrupted: what finished is in {out_dir}; run the same command again to do the rest.",
+            f"Interrupted with {ended.unfinished} queued job(s) not finished: what finished is in "
+            f"{out_dir}; run the same command again to do the rest.",
             file=terminal,
         )
         return EXIT_INTERRUPTED

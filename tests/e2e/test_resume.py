@@ -44,6 +44,7 @@ def test_ctrl_c_keeps_what_was_paid_and_the_same_command_resumes(tmp_path: Path)
     first = _succeeded(out / "slow")
     assert 2 <= len(first) < JOBS
     assert f"{len(first)} succeeded, 0 failed" in stdout  # the summary of what finished
+    assert f"Interrupted with {JOBS - len(first)} queued job(s) not finished" in stderr
     assert all((out / "slow" / f"{job}.png").is_file() for job in first)
 
     again = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
