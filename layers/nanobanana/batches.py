@@ -410,6 +410,13 @@ def _jsonl(obj: dict[str, Any]) -> bytes:
     return json.dumps(obj, ensure_ascii=False).encode() + b"\n"
 
 
+def read_status(dynamodb: DynamoDBClient, table: str, batch: str | None = None) -> list[BatchStatus]:
+    """Runs in progress and done, newest first, for `nanobanana status` and `watch` (`table`: the stack's
+    output BatchesTableName). A run's `to_json()` has `_batch.json`'s shape, `status` `in_progress` until
+    its last job has ended; `done` and `total` make a progress bar."""
+    return BatchTable(table, dynamodb).read_status(batch)
+
+
 def batch_tracking(
     settings: Settings, storage: Storage, dynamodb: DynamoDBClient, events: EventBridgeClient
 ) -> tuple[BatchTable, Completion, Publisher]:

@@ -10,7 +10,7 @@ from typing import Any
 import boto3
 import pytest
 
-from nanobanana.batches import BATCH_FILE, FAILED_FILE, RESULTS_FILE, BatchTable, RunKey
+from nanobanana.batches import BATCH_FILE, FAILED_FILE, RESULTS_FILE, BatchTable, RunKey, read_status
 from nanobanana.storage import output_key
 from nanobanana_cli.harness import Pipeline
 from nanobanana_cli.stack import REGION, STACK_NAME
@@ -128,7 +128,8 @@ def test_a_run_ends_with_its_files_its_events_and_a_retry_file_that_works(pipeli
 def test_progress_is_readable_while_the_run_is_in_progress(pipeline: Pipeline) -> None:
     records = ingest_only(pipeline, "prompts/slow.txt", "one\ntwo\nthree\n")
     assert pipeline.invoke(pipeline.generate, records[:1]) == {"batchItemFailures": []}
-    (run,) = table(pipeline).read_status()
+    runs = table(pipeline)
+    (run,) = read_status(runs.client, runs.table)  # what `nanobanana status` reads
     assert (run.batch, run.status, run.total, run.succeeded, run.done) == ("slow", "in_progress", 3, 1, 1)
     assert pipeline.keys("outputs/slow/_") == []
 
