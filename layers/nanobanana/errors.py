@@ -36,8 +36,8 @@ ADVICE: dict[ErrorType, str] = {
     ErrorType.INVALID_JOB: "fix what the message names (a job's field, or the file) and submit it again",
     ErrorType.PIPELINE_ERROR: "the pipeline itself failed: look in the function's logs for this job's id",
     ErrorType.BUDGET_EXCEEDED: (
-        "raise DailyBudgetUSD (--daily-budget locally) and redrive the jobs dead-letter queue, "
-        "or wait for the next UTC day"
+        "raise DailyBudgetUSD (--daily-budget locally) or wait for the next UTC day, then submit the job "
+        "again (a file's run: its _failed.jsonl; a message: a new id)"
     ),
 }
 

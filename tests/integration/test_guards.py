@@ -58,7 +58,7 @@ def test_on_its_last_delivery_a_job_held_by_the_budget_ends_with_a_record(gatewa
         assert response == {"batchItemFailures": [{"itemIdentifier": record["messageId"]}]}  # on to the DLQ
         error = pipeline.result("sqs", "late")["error"]
         assert error["type"] == "budget_exceeded" and error["retryable"] is True
-        assert "redrive the jobs dead-letter queue" in error["message"]
+        assert "_failed.jsonl" in error["message"]
         assert gateway.requests == []
 
 
