@@ -1,8 +1,8 @@
 """The stack commands: submit, status, watch, fetch, retry and empty-bucket, for a deployed stack or `up`'s.
 
-Each finds the stack's bucket through its outputs (`outputs.describe`) and works with S3 alone, as a
-user with the AWS CLI would: a run is one upload of a prompt file (its S3 version), its progress is read
-from the records its jobs leave under `outputs/<batch>/`, and its end from `_batch.json`.
+Each finds the stack's bucket and batches table through its outputs (`outputs.describe`). A run is one
+upload of a prompt file (its S3 version): its numbers are the batches table's item for (batch, upload),
+counted by the pipeline itself as each job ends; the files are in S3 under `outputs/<batch>/`.
 """
 
 from __future__ import annotations
@@ -13,21 +13,20 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 from tqdm import tqdm
 
-from nanobanana.batches import FAILED_FILE
-from nanobanana.config import Settings
-from nanobanana.files import PROMPTS_PREFIX, FileError, batch_name, extension_of, read_jobs
-from nanobanana.storage import INGEST_ERROR_FILE, READ_CHUNK_BYTES, output_key
+from nanobanana.batches import COMPLETED, FAILED_FILE, BatchStatus, BatchTable, RunKey
+from nanobanana.files import PROMPTS_PREFIX, FileError, batch_name, extension_of
+from nanobanana.storage import INGEST_ERROR_FILE, output_key
 from nanobanana_cli.gallery import write_gallery
 from nanobanana_cli.outputs import StackError, Target, connect, describe, explain
-from nanobanana_cli.report import COMPLETION_FILE, load_completions, load_results, summarize, summary_line
+from nanobanana_cli.report import load_completions, load_results, summarize, summary_line
 
+BATCHES_OUTPUT = "BatchesTableName"
 #: How often `watch` reads the batch's state.
 WATCH_INTERVAL_SECONDS = 1.0
 #: S3's DeleteObjects takes at most this many keys.
@@ -57,6 +56,16 @@ class Remote:
             )
         return cls(target, outputs, target.client("s3"))
 
+    @property
+    def table(self) -> BatchTable:
+        """The runs' numbers, as the pipeline counts them."""
+        if BATCHES_OUTPUT not in self.outputs:
+            raise StackError(
+                f"stack {self.target.name} has no {BATCHES_OUTPUT} output: it predates batch status; "
+                "update it with `sam build && sam deploy`"
+            )
+        return BatchTable(self.outputs[BATCHES_OUTPUT], self.target.client("dynamodb"))
+
     def keys(self, prefix: str) -> Iterator[dict[str, Any]]:
         for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
             yield from page.get("Contents", [])
@@ -83,7 +92,6 @@ class Run:
     batch: str
     key: str
     upload: str
-    uploaded_at: datetime
 
 
 @dataclass(frozen=True)
@@ -107,10 +115,11 @@ class Progress:
     def line(self) -> str:
         if self.rejected is not None:
             return f"rejected: {self.rejected}"
+        if self.total is None:
+            return "waiting: the file has not been read yet"
         state = "completed" if self.completed else "in progress"
-        total = "?" if self.total is None else str(self.total)
         return (
-            f"{state:<11}  {total} jobs: {self.succeeded} succeeded, {self.failed} failed, "
+            f"{state:<11}  {self.total} jobs: {self.succeeded} succeeded, {self.failed} failed, "
             f"{self.in_flight} in flight, est. cost ${self.cost_usd:.4f}"
         )
 
@@ -134,84 +143,31 @@ def find_run(remote: Remote, batch: str) -> Run:
 
 def _current_run(remote: Remote, batch: str, key: str) -> Run:
     head = remote.s3.head_object(Bucket=remote.bucket, Key=key)
-    return Run(batch, key, _upload_of(head), head["LastModified"])
+    return Run(batch, key, _upload_of(head))
 
 
-class Tracker:
-    """A run's progress, read again on each call; records already read are not fetched twice."""
+def progress(remote: Remote, run: Run) -> Progress:
+    """A run's numbers from the batches table, where the pipeline counts each job's end once; a file refused
+    whole has no run there, only its `_ingest_error.json`."""
+    status = remote.table.get(RunKey(run.batch, run.upload))
+    if status is not None:
+        return progress_of(status)
+    rejected = remote.json(output_key(run.batch, INGEST_ERROR_FILE))
+    if rejected is not None and str(rejected.get("upload")) == run.upload:
+        error = rejected.get("error") or {}
+        return Progress(total=0, completed=True, rejected=str(error.get("message", error)))
+    return Progress(total=None)
 
-    def __init__(self, remote: Remote, run: Run) -> None:
-        self.remote = remote
-        self.run = run
-        self._records: dict[tuple[str, str], dict[str, Any]] = {}
-        self._total: int | None = None
-        self._unreadable = False
 
-    def progress(self) -> Progress:
-        folder = output_key(self.run.batch, "")
-        summary = self.remote.json(folder + COMPLETION_FILE)
-        if summary is not None and str(summary.get("upload")) == self.run.upload:
-            return Progress(
-                total=int(summary.get("total", 0)),
-                succeeded=int(summary.get("succeeded", 0)),
-                failed=int(summary.get("failed", 0)),
-                cost_usd=float(summary.get("cost_usd") or 0.0),
-                completed=True,
-                errors={str(k): int(v) for k, v in (summary.get("errors") or {}).items()},
-            )
-        rejected = self.remote.json(folder + INGEST_ERROR_FILE)
-        if rejected is not None and str(rejected.get("upload")) == self.run.upload:
-            error = rejected.get("error") or {}
-            return Progress(total=0, completed=True, rejected=str(error.get("message", error)))
-        records = self._records_of_this_run(folder)
-        succeeded = sum(1 for record in records if record.get("status") == "succeeded")
-        errors: dict[str, int] = {}
-        for record in records:
-            if record.get("status") != "succeeded":
-                kind = str((record.get("error") or {}).get("type"))
-                errors[kind] = errors.get(kind, 0) + 1
-        total = self.total()
-        return Progress(
-            total=total,
-            succeeded=succeeded,
-            failed=len(records) - succeeded,
-            cost_usd=sum(float(record.get("cost_usd") or 0.0) for record in records),
-            completed=total is not None and len(records) >= total,
-            errors=errors,
-        )
-
-    def _records_of_this_run(self, folder: str) -> list[dict[str, Any]]:
-        """The batch folder's records written since the upload (an earlier run's are older)."""
-        found = []
-        for item in self.remote.keys(folder):
-            name = item["Key"].removeprefix(folder)
-            is_record = name.endswith(".json") and "/" not in name and not name.startswith("_")
-            if not is_record or item["LastModified"] < self.run.uploaded_at:
-                continue
-            cache_key = (item["Key"], item["ETag"])
-            if cache_key not in self._records:
-                self._records[cache_key] = self.remote.json(item["Key"]) or {}
-            found.append(self._records[cache_key])
-        return found
-
-    def total(self) -> int | None:
-        """Every job of the uploaded file, valid or not: each ends with a record (None: the file is
-        unreadable as a whole, and the run ends with its `_ingest_error.json`)."""
-        if self._total is None and not self._unreadable:
-            body = self.remote.s3.get_object(
-                Bucket=self.remote.bucket, Key=self.run.key, VersionId=self.run.upload
-            )["Body"]
-            try:
-                jobs = read_jobs(
-                    body.iter_chunks(READ_CHUNK_BYTES),
-                    extension_of(self.run.key),
-                    max_jobs=Settings.model_fields["max_jobs_per_file"].default,
-                    max_file_bytes=Settings.model_fields["max_file_bytes"].default,
-                )
-                self._total = sum(1 for _ in jobs)
-            except FileError:
-                self._unreadable = True
-        return self._total
+def progress_of(status: BatchStatus) -> Progress:
+    return Progress(
+        total=status.total,
+        succeeded=status.succeeded,
+        failed=status.failed,
+        cost_usd=status.cost_usd,
+        completed=status.status == COMPLETED,
+        errors=dict(status.errors),
+    )
 
 
 # -- the commands --------------------------------------------------------------------------------------
@@ -241,46 +197,40 @@ def submit(remote: Remote, files: list[Path], batch: str | None, wait: bool) -> 
 
 
 def status(remote: Remote, batch: str | None) -> int:
-    """One line per batch: its latest run's state and counts."""
-    if batch is not None:
-        runs = [find_run(remote, batch)]
-    else:
-        batches = sorted({batch_name(item["Key"]) for item in remote.keys(PROMPTS_PREFIX)})
-        runs = [find_run(remote, name) for name in batches]
-        if not runs:
-            print(f"no batches yet: nothing under s3://{remote.bucket}/{PROMPTS_PREFIX}")
+    """Every run (one upload of a prompt file), newest first, with its counts; BATCH: that batch's runs."""
+    runs = remote.table.read_status(batch)
+    if batch is not None and not runs:  # never submitted (an error), not read yet, or refused whole
+        print(f"{batch}  {progress(remote, find_run(remote, batch)).line()}")
+        return EXIT_OK
+    if not runs:
+        print("no runs yet: `nanobanana submit FILE` starts one")
     width = max((len(run.batch) for run in runs), default=0)
     for run in runs:
-        progress = Tracker(remote, run).progress()
-        print(f"{run.batch:<{width}}  {progress.line()}")
-        if batch is not None and progress.errors:
-            print("errors: " + ", ".join(f"{kind} {count}" for kind, count in progress.errors.items()))
+        print(f"{run.batch:<{width}}  {run.created_at[:19]}  {progress_of(run).line()}")
+    if batch is not None and runs[0].errors:
+        print("errors: " + ", ".join(f"{kind} {count}" for kind, count in sorted(runs[0].errors.items())))
     return EXIT_OK
 
 
 def watch_run(remote: Remote, run: Run, interval: float = WATCH_INTERVAL_SECONDS) -> int:
     """A progress bar until the run has ended; 0 when every job succeeded."""
-    tracker = Tracker(remote, run)
     with tqdm(total=0, desc=run.batch, unit="job", file=sys.stderr, leave=False) as bar:
         while True:
-            progress = tracker.progress()
-            bar.total = progress.total or 0
-            bar.n = progress.ended
+            now = progress(remote, run)
+            bar.total = now.total or 0
+            bar.n = now.ended
             bar.set_postfix_str(
-                f"{progress.succeeded} succeeded, {progress.failed} failed, {progress.in_flight} in flight, "
-                f"${progress.cost_usd:.4f}"
+                f"{now.succeeded} succeeded, {now.failed} failed, {now.in_flight} in flight, "
+                f"${now.cost_usd:.4f}"
             )
-            if progress.completed:
+            if now.completed:
                 break
             time.sleep(interval)
-    if progress.rejected is not None:
-        print(f"{run.batch}: the file was rejected whole: {progress.rejected}")
+    if now.rejected is not None:
+        print(f"{run.batch}: the file was rejected whole: {now.rejected}")
         return EXIT_FAILED
-    print(
-        f"{run.batch}: {progress.succeeded} succeeded, {progress.failed} failed, "
-        f"est. cost ${progress.cost_usd:.4f}"
-    )
-    return EXIT_OK if progress.failed == 0 else EXIT_FAILED
+    print(f"{run.batch}: {now.succeeded} succeeded, {now.failed} failed, est. cost ${now.cost_usd:.4f}")
+    return EXIT_OK if now.failed == 0 else EXIT_FAILED
 
 
 def watch(remote: Remote, batch: str) -> int:

@@ -106,9 +106,18 @@ def _record(s3: Any, bucket: str, key: str) -> dict[str, Any] | None:
     return record
 
 
+def _result_event(sqs: Any, queue_url: str, job_id: str) -> dict[str, Any] | None:
+    """The results queue's event for one job, if it has come (other events are left for their tests)."""
+    for message in sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get("Messages", []):
+        event: dict[str, Any] = json.loads(message["Body"])
+        if event.get("detail", {}).get("id") == job_id:
+            return event
+    return None
+
+
 def test_banner_names_the_endpoint_bucket_queues_and_stand_in(service: Service) -> None:
     text = "\n".join(service.banner)
-    assert {"BucketName", "JobsQueueUrl", "PromptFilesQueueUrl"} <= set(service.outputs)
+    assert {"BucketName", "JobsQueueUrl", "PromptFilesQueueUrl", "ResultsQueueUrl"} <= set(service.outputs)
     assert "stand-in gateway at http://127.0.0.1:" in text
     assert f"aws --endpoint-url {service.endpoint} s3 cp" in text
     assert all(
@@ -129,6 +138,9 @@ def test_any_boto3_client_puts_a_file_and_sends_a_job(service: Service) -> None:
     from_file = _until(lambda: _record(s3, bucket, "outputs/boto/hello/00001.json"), "the file's record")
     from_queue = _until(lambda: _record(s3, bucket, "outputs/boto-sqs/direct-1.json"), "the message's record")
     assert from_file["status"] == from_queue["status"] == "succeeded"
+    result = _until(lambda: _result_event(sqs, service.outputs["ResultsQueueUrl"], "direct-1"), "the event")
+    assert result["detail-type"] == "Job Succeeded" and result["source"] == "nanobanana"
+    assert result["detail"]["batch"] == "boto-sqs" and result["detail"]["images"] == from_queue["images"]
     image = s3.get_object(Bucket=bucket, Key=from_queue["images"][0])["Body"].read()
     assert image.startswith(b"\x89PNG")
 
@@ -151,7 +163,7 @@ def test_submit_watch_status_fetch_and_retry(
     assert main(["watch", "cli/mixed", *at]) == 1
     assert main(["status", *at]) == 0
     listed = capsys.readouterr().out
-    assert re.search(r"^cli/mixed\s+completed\s+2 jobs: 1 succeeded, 1 failed", listed, re.MULTILINE), listed
+    assert re.search(r"^cli/mixed\s+\S+\s+completed\s+2 jobs: 1 succeeded, 1 failed", listed, re.M), listed
     assert main(["status", "cli/mixed", *at]) == 0
     assert "errors: client_error 1" in capsys.readouterr().out
 
@@ -166,6 +178,12 @@ def test_submit_watch_status_fetch_and_retry(
     assert main(["retry", "cli/mixed", "--wait", *at]) == 1
     printed = capsys.readouterr().out
     assert "1 failed jobs -> " in printed and "cli/mixed: 0 succeeded, 1 failed" in printed
+    assert "prompts/cli/mixed.jsonl" in printed
+    assert main(["status", "cli/mixed", *at]) == 0
+    runs = [line for line in capsys.readouterr().out.splitlines() if line.startswith("cli/mixed")]
+    assert len(runs) == 2 and "1 jobs: 0 succeeded, 1 failed" in runs[0]
+    assert main(["retry", "no-such-batch", *at]) == 2
+    assert "no batch 'no-such-batch'" in capsys.readouterr().err
 
 
 def test_a_file_rejected_whole_ends_its_run_as_failed(

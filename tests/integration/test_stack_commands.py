@@ -7,6 +7,7 @@ would in an AWS account, and the pipeline's own handlers run the jobs in between
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import boto3
@@ -45,11 +46,13 @@ def test_submit_watch_fetch_against_a_stack_found_by_name(
     assert main(["submit", str(prompts), "--stack", STACK]) == 0
     assert f"s3://{deployed.stack.bucket}/prompts/cats.txt" in capsys.readouterr().out
     assert main(["status", "cats", "--stack", STACK]) == 0
-    assert "in progress  2 jobs: 0 succeeded, 0 failed, 2 in flight" in capsys.readouterr().out
+    assert "cats  waiting: the file has not been read yet" in capsys.readouterr().out
 
     deployed.run()
     assert main(["watch", "cats", "--stack", STACK]) == 0
     assert "cats: 2 succeeded, 0 failed" in capsys.readouterr().out
+    assert main(["status", "--stack", STACK]) == 0
+    assert re.search(r"^cats  \S+  completed    2 jobs: 2 succeeded, 0 failed", capsys.readouterr().out, re.M)
     assert main(["fetch", "cats", "--out", str(tmp_path / "out"), "--stack", STACK]) == 0
     assert sorted(p.name for p in (tmp_path / "out/cats").iterdir()) == [
         "00001.json",
@@ -71,7 +74,7 @@ def test_the_stack_name_defaults_to_samconfig(
     monkeypatch.chdir(tmp_path)
     assert connect(None, None).name == STACK
     assert main(["status"]) == 0
-    assert "no batches yet" in capsys.readouterr().out
+    assert "no runs yet" in capsys.readouterr().out
 
 
 def test_a_missing_stack_names_the_region_and_the_fix(
@@ -81,6 +84,17 @@ def test_a_missing_stack_names_the_region_and_the_fix(
     error = capsys.readouterr().err
     assert "stack not-deployed not found in eu-west-3: deploy it with `sam deploy --guided`" in error
     assert "--region REGION" in error
+
+
+def test_a_stack_without_the_batches_table_says_to_update_it(
+    pipeline: Pipeline, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in UNSET:
+        monkeypatch.delenv(name, raising=False)
+    older = {k: v for k, v in pipeline.stack.outputs.items() if k != "BatchesTableName"}
+    register(Target(STACK, boto3.Session(region_name=REGION), None), older)
+    assert main(["status", "--stack", STACK]) == 2
+    assert f"stack {STACK} has no BatchesTableName output" in capsys.readouterr().err
 
 
 def test_a_batch_that_was_never_submitted(deployed: Pipeline, capsys: pytest.CaptureFixture[str]) -> None:
