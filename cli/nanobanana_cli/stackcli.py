@@ -8,7 +8,6 @@ counted by the pipeline itself as each job ends; the files are in S3 under `outp
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -21,7 +20,7 @@ from tqdm import tqdm
 
 from nanobanana.batches import COMPLETED, FAILED_FILE, BatchStatus, BatchTable, RunKey
 from nanobanana.files import PROMPTS_PREFIX, FileError, batch_name, extension_of
-from nanobanana.storage import INGEST_ERROR_FILE, output_key
+from nanobanana.storage import INGEST_ERROR_FILE, Storage, output_key
 from nanobanana_cli.gallery import write_gallery
 from nanobanana_cli.outputs import StackError, Target, connect, describe, explain
 from nanobanana_cli.report import load_completions, load_results, summarize, summary_line
@@ -72,14 +71,7 @@ class Remote:
 
     def json(self, key: str) -> dict[str, Any] | None:
         """An object read as JSON, or None when there is no such key."""
-        try:
-            body = self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
-        except ClientError as error:
-            if error.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
-                return None
-            raise
-        value = json.loads(body)
-        return value if isinstance(value, dict) else None
+        return Storage(self.s3, self.bucket).get_json(key)
 
 
 # -- runs and their progress ---------------------------------------------------------------------------
