@@ -23,9 +23,9 @@ from moto import mock_aws
 from nanobanana.batches import BATCH_FILE, COMPLETION_FILES, FAILED_FILE, RESULTS_FILE
 from nanobanana.storage import INGEST_ERROR_FILE, output_key
 from nanobanana_cli.runner import (
-    EventSourceMapping,
     LambdaContext,
     drain,
+    event_source_mappings,
     load_handler,
     preserved_environ,
     queue_depth,
@@ -94,10 +94,7 @@ class Pipeline:
 
     def run(self, concurrency: int = 2) -> None:
         """Drain both queues through the real handlers, as the event-source mappings would."""
-        mappings = [
-            EventSourceMapping(self.ingest, self.stack.queue(self.ingest.queue_arn), 1),
-            EventSourceMapping(self.generate, self.stack.queue(self.generate.queue_arn), concurrency),
-        ]
+        mappings = event_source_mappings(self.stack, concurrency)
         try:
             drain(mappings)
         finally:

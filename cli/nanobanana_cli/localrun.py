@@ -50,7 +50,7 @@ from nanobanana_cli.report import (
     summarize,
     summary_line,
 )
-from nanobanana_cli.runner import EventSourceMapping, drain, messages_in, preserved_environ, sqs_record
+from nanobanana_cli.runner import drain, event_source_mappings, messages_in, preserved_environ, sqs_record
 from nanobanana_cli.stack import GENERATE_FUNCTION, LOCAL_ENVIRONMENT, REGION, Stack, provision_template
 from nanobanana_cli.standin import StandInGateway
 from nanobanana_cli.usage import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, UsageError
@@ -342,18 +342,12 @@ def _run(
     progress: tqdm[Any],
 ) -> Ended:
     """Drain the queues through the handlers, or stop at Ctrl-C."""
-    mappings = []
-    for logical_id, function in stack.functions.items():
-        generate = logical_id == GENERATE_FUNCTION
-        mappings.append(
-            EventSourceMapping(
-                function,
-                stack.queue(function.queue_arn),
-                environments(args.concurrency)[0] if generate else 1,
-                admit=_resumable(out) if generate else None,
-                on_complete=_mirror(out, generate),
-            )
-        )
+    mappings = event_source_mappings(
+        stack,
+        environments(args.concurrency)[0],
+        admit=_resumable(out),
+        on_complete=lambda generate: _mirror(out, generate),
+    )
     jobs = next(m for m in mappings if m.function.logical_id == GENERATE_FUNCTION)
     guards = Throttled(GUARDS_REFRESH_SECONDS, lambda: guards_status(stack).describe())
 

@@ -329,14 +329,30 @@ class EventSourceMapping:
                 environment.thread.join(POLL_INTERVAL_SECONDS)
 
 
-def event_source_mappings(stack: Stack, concurrency: int) -> list[EventSourceMapping]:
-    """Each function polling its queue as the template wires them; Generate in `concurrency` environments."""
-    return [
-        EventSourceMapping(
-            function, stack.queue(function.queue_arn), concurrency if lid == GENERATE_FUNCTION else 1
+def event_source_mappings(
+    stack: Stack,
+    concurrency: int,
+    *,
+    admit: Admit | None = None,
+    on_complete: Callable[[bool], OnComplete] | None = None,
+) -> list[EventSourceMapping]:
+    """Each function polling its queue as the template wires them; Generate in `concurrency` environments.
+
+    The one wiring of `up`, `local` and the tests' harness: `admit` screens Generate's records, and
+    `on_complete(generate)` gives each mapping its callback (for Generate or not)."""
+    mappings = []
+    for logical_id, function in stack.functions.items():
+        generate = logical_id == GENERATE_FUNCTION
+        mappings.append(
+            EventSourceMapping(
+                function,
+                stack.queue(function.queue_arn),
+                concurrency if generate else 1,
+                admit=admit if generate else None,
+                on_complete=on_complete(generate) if on_complete else None,
+            )
         )
-        for lid, function in stack.functions.items()
-    ]
+    return mappings
 
 
 def queue_depth(sqs: Any, url: str) -> int:
