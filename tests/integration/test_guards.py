@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import boto3
 import pytest
 
@@ -79,7 +81,9 @@ def test_a_job_meeting_the_open_circuit_waits_and_on_its_last_delivery_ends_with
     pipeline: Pipeline, receive_count: int, recorded: bool
 ) -> None:
     settings = Settings.from_env(pipeline.generate.environment)
-    breaker = Breaker(settings.guards_table, boto3.client("dynamodb", region_name=REGION))
+    # one instant for every failure: ten calls that straddled a window's edge would not open it
+    now = time.time()
+    breaker = Breaker(settings.guards_table, boto3.client("dynamodb", region_name=REGION), clock=lambda: now)
     for _ in range(settings.breaker_min_calls):  # the deployment's calls failed: the circuit opens
         breaker.record(breaker.admit(), "server_error")
     pipeline.send_job({"id": "held", "prompt": "a kite"})

@@ -117,7 +117,8 @@ async def test_a_call_held_between_retries_ends_the_delivery_with_the_last_calls
     assert outcome.error.status_code == 503 and outcome.error.retryable
     assert "calls paused: the circuit breaker is open" in outcome.error.detail
     assert outcome.retries == [ErrorType.SERVER_ERROR]
-    assert outcome.retry_after is not None and outcome.retry_after >= 30
+    # the rest of the 30 s pause (less the moments since it opened), plus jitter
+    assert outcome.retry_after is not None and outcome.retry_after > 25
 
 
 @pytest.mark.parametrize("wait", [True, False])
