@@ -58,19 +58,17 @@ def _existing_file(value: str) -> Path:
     return path
 
 
-def _existing_dir(value: str) -> Path:
-    path = Path(value)
-    if path.exists() and not path.is_dir():
-        raise argparse.ArgumentTypeError(f"is a file, not a directory: {value}")
-    if not path.is_dir():
-        raise argparse.ArgumentTypeError(f"no such directory: {value}")
-    return path
-
-
 def _output_dir(value: str) -> Path:
     path = Path(value)
     if path.exists() and not path.is_dir():
         raise argparse.ArgumentTypeError(f"is a file, not a directory: {value}")
+    return path
+
+
+def _existing_dir(value: str) -> Path:
+    path = _output_dir(value)
+    if not path.is_dir():
+        raise argparse.ArgumentTypeError(f"no such directory: {value}")
     return path
 
 
