@@ -29,7 +29,6 @@ import os
 import statistics
 import time
 import tracemalloc
-from contextlib import redirect_stdout
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +40,7 @@ from bench.reading import bench_reading
 from bench.runtime import bench_runtime
 from bench.standin import API_KEY, remote_standin
 from nanobanana_cli.harness import local_pipeline
+from nanobanana_cli.localrun import logs_to
 from nanobanana_cli.runner import LambdaContext, load_handler
 from nanobanana_cli.standin import StandInGateway
 
@@ -116,7 +116,8 @@ def bench_ingest() -> dict[str, Any]:
 def main() -> None:
     log = Path("out/bench.log")
     log.parent.mkdir(exist_ok=True)
-    with log.open("w", encoding="utf-8") as handler_output, redirect_stdout(handler_output):
+    # the handlers' prints and their logger (made at import, on the terminal) go to the log
+    with log.open("w", encoding="utf-8") as handler_output, logs_to(handler_output):
         generate = bench_generate()
         ingest = bench_ingest()
         reading = bench_reading()

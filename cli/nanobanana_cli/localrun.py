@@ -390,7 +390,7 @@ def _run_facts(args: argparse.Namespace, used: Gateway, stack: Stack) -> dict[st
 
 
 @contextlib.contextmanager
-def _logs_to(stream: TextIO) -> Iterator[None]:
+def logs_to(stream: TextIO) -> Iterator[None]:
     """The handlers' print() and their Powertools logger go to `stream`; afterwards the logger writes to
     the caller's stdout. (The logger keeps the stdout of the moment it was made, which an earlier run in
     the same process may have closed since: it is pointed, not flushed, at its new stream.)"""
@@ -428,7 +428,7 @@ def run_local(args: argparse.Namespace) -> int:
         watch = LogWatch(log)
         with (
             mock_aws(),
-            _logs_to(watch),  # type: ignore[arg-type]
+            logs_to(watch),  # type: ignore[arg-type]
             tqdm(total=0, desc="jobs", unit="job", file=terminal, leave=False) as progress,
         ):
             batch_size = str(environments(args.concurrency)[1])
