@@ -314,13 +314,7 @@ class GatewayClient:
             bad_responses += error.type == ErrorType.BAD_RESPONSE
             if error.type == ErrorType.BAD_RESPONSE and bad_responses > config.max_bad_response_retries:
                 # The same unreadable answer again and again: a redelivery would pay for it once more.
-                error = PipelineError(
-                    error.type,
-                    f"{error.detail} (unreadable answers: {bad_responses})",
-                    status_code=error.status_code,
-                    retryable=False,
-                    said=error.said,
-                )
+                error = error.noted(f"unreadable answers: {bad_responses}", retryable=False)
             if not error.retryable:
                 return Failure(error, attempts, latency_ms, retries, retry_after=None)
             wait = max(error.retry_after or 0.0, self._backoff.delay(len(retries)))
@@ -341,10 +335,8 @@ class GatewayClient:
         try:
             images = list(answer.images) + await self._downloads(answer, deadline)
         except PipelineError as exc:
-            error = PipelineError(
-                exc.type,
-                f"{exc.detail} (the answer was paid for and is not generated again)",
-                status_code=exc.status_code,
+            error = exc.noted(
+                "the answer was paid for and is not generated again",
                 retryable=False,
                 said=Said(answer.model, answer.finish_reason, answer.text),
             )

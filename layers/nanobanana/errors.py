@@ -95,8 +95,11 @@ class PipelineError(Exception):
     def message(self) -> str:
         return f"{self.detail}; {self.advice}"
 
-    def noted(self, note: str, *, retryable: bool, retry_after: float | None = None) -> PipelineError:
-        """The same error with `note` after its detail: what a job ends with when a guard stops its calls."""
+    def noted(
+        self, note: str, *, retryable: bool, retry_after: float | None = None, said: Said | None = None
+    ) -> PipelineError:
+        """The same error with `note` after its detail (and `said`, if given, for what the gateway said):
+        what a job ends with when a guard, or the client itself, stops its calls."""
         return PipelineError(
             self.type,
             f"{self.detail} ({note})",
@@ -104,7 +107,7 @@ class PipelineError(Exception):
             retryable=retryable,
             retry_after=retry_after,
             advice=self.advice,
-            said=self.said,
+            said=said or self.said,
         )
 
     def to_record(self) -> dict[str, Any]:
