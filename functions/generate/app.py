@@ -18,7 +18,7 @@ from botocore.config import Config
 from nanobanana.batches import batch_tracking
 from nanobanana.config import Settings
 from nanobanana.generate import IO_THREADS, Generator, gateway_factory
-from nanobanana.guards import Guards
+from nanobanana.guards import GUARD_THREADS, Guards
 from nanobanana.ledger import Ledger
 from nanobanana.observability import logger, metrics, tracer
 from nanobanana.retry import Deadline
@@ -26,6 +26,9 @@ from nanobanana.storage import Storage
 
 settings = Settings.from_env()
 pooled = Config(max_pool_connections=IO_THREADS)  # as many connections as I/O threads
+# one DynamoDB client for the ledger, the runs and the guards (each client costs cold-start time and
+# memory); its pool holds a connection for every thread that may call it: the I/O threads and the guards'
+dynamodb = boto3.client("dynamodb", config=Config(max_pool_connections=IO_THREADS + GUARD_THREADS))
 # A batch whose every job is deferred is normal operation, not a function error (and not alarmed).
 processor = AsyncBatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 
@@ -40,7 +43,7 @@ def api_key() -> str:
 
 storage = Storage(boto3.client("s3", config=pooled), settings.bucket)
 batches, completion, publisher = batch_tracking(
-    settings, storage, boto3.client("dynamodb", config=pooled), boto3.client("events", config=pooled)
+    settings, storage, dynamodb, boto3.client("events", config=pooled)
 )
 generator = Generator(
     settings,
@@ -50,11 +53,11 @@ generator = Generator(
         settings.idempotency_ttl_seconds,
         key_prefix="generate",
         max_calls=settings.max_gateway_calls_per_job,
-        client=boto3.client("dynamodb", config=pooled),
+        client=dynamodb,
     ),
     boto3.client("sqs", config=pooled),
     gateway_factory(settings, api_key),
-    Guards.from_settings(settings, boto3.client("dynamodb", config=pooled)),
+    Guards.from_settings(settings, dynamodb),
     batches=batches,
     completion=completion,
     publisher=publisher,

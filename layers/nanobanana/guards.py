@@ -33,6 +33,8 @@ T = TypeVar("T")
 BREAKER_FAILURES = frozenset({ErrorType.SERVER_ERROR, ErrorType.TIMEOUT, ErrorType.RATE_LIMITED})
 #: Jobs held for the next UTC day come back spread over this many seconds after midnight.
 NEXT_DAY_SPREAD_SECONDS = 300.0
+#: The guards' own threads (each may hold a DynamoDB connection at once).
+GUARD_THREADS = 16
 
 
 def breaker_config(settings: Settings) -> BreakerConfig:
@@ -62,7 +64,7 @@ class Guards:
         self.wait_for_next_day = wait_for_next_day
         self.rng = rng or random.Random()
         # their own threads: a guard's DynamoDB call must not queue behind a batch's S3 writes
-        self.pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="nanobanana-guards")
+        self.pool = ThreadPoolExecutor(max_workers=GUARD_THREADS, thread_name_prefix="nanobanana-guards")
 
     @classmethod
     def from_settings(cls, settings: Settings, client: DynamoDBClient) -> Guards:
