@@ -45,6 +45,7 @@ from nanobanana.responses import (
     Answer,
     NotAGateway,
     classify_http_error,
+    image_url_of,
     not_a_gateway,
     parse_body,
     parse_response,
@@ -579,8 +580,7 @@ def _linked_inputs(job: Job, inputs: Sequence[InputImage]) -> list[str]:
     urls = [image.url for image in inputs if image.url is not None]
     for message in job.messages or []:
         for part in message.content if isinstance(message.content, list) else []:
-            image_url = part.get("image_url") if part.get("type") == "image_url" else None
-            url = image_url.get("url") if isinstance(image_url, dict) else image_url
+            url = image_url_of(part) if part.get("type") == "image_url" else None
             if isinstance(url, str) and url[:5].lower() != "data:":
                 urls.append(url)
     return urls

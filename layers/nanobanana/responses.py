@@ -257,7 +257,7 @@ def _read_message(message: dict[str, Any], found: _Found) -> None:
             if part.get("type") == "text" and isinstance(part.get("text"), str):
                 found.scan(part["text"])
             elif part.get("type") == "image_url":
-                found.add(_url_of(part))
+                found.add(image_url_of(part))
     if isinstance(message.get("refusal"), str):
         found.words.append(message["refusal"])
         found.refused = True
@@ -265,7 +265,7 @@ def _read_message(message: dict[str, Any], found: _Found) -> None:
     if isinstance(images, list):
         finals = [item for item in images if not _is_thought(item)]
         for item in finals[_draft_images(message, len(finals)) :]:
-            found.add(_url_of(item))
+            found.add(image_url_of(item))
 
 
 def _is_thought(item: Any) -> bool:
@@ -290,9 +290,9 @@ def _draft_images(message: dict[str, Any], images: int) -> int:
     return min(drafts, images - 1) if images else 0
 
 
-def _url_of(item: Any) -> Any:
+def image_url_of(item: Any) -> Any:
     """The URL of an `image_url` part or `images` item: `{"image_url": {"url": u}}`, `{"image_url": u}`
-    or `{"url": u}`."""
+    or `{"url": u}` (an answer's parts, and a job's own that the client checks before sending them)."""
     if not isinstance(item, dict):
         return item
     inner = item.get("image_url", item)

@@ -275,19 +275,22 @@ async def test_a_pinned_request_reaches_the_address_and_verifies_the_name(
             )
 
 
-async def test_image_urls_in_a_jobs_messages_are_checked_as_inputs() -> None:
+INSIDE_URL = "https://169.254.169.254/latest/a.png"
+
+
+@pytest.mark.parametrize(
+    "part",
+    [
+        {"type": "image_url", "image_url": {"url": INSIDE_URL}},
+        {"type": "image_url", "image_url": INSIDE_URL},
+        {"type": "image_url", "url": INSIDE_URL},  # every shape the answers' reader knows
+    ],
+)
+async def test_image_urls_in_a_jobs_messages_are_checked_as_inputs(part: dict[str, object]) -> None:
     job = parse_job(
         {
             "id": "edit",
-            "messages": [
-                {
-                    "role": "user",
-                    "content": [
-                        {"type": "text", "text": "make it blue"},
-                        {"type": "image_url", "image_url": {"url": "https://169.254.169.254/latest/a.png"}},
-                    ],
-                }
-            ],
+            "messages": [{"role": "user", "content": [{"type": "text", "text": "make it blue"}, part]}],
         }
     )
     clock = FakeClock()
