@@ -11,7 +11,7 @@ its chunks); `read_body` collects them.
 from __future__ import annotations
 
 import zlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 
 import httpx
 
@@ -19,6 +19,11 @@ from nanobanana.errors import ErrorType, PipelineError
 
 #: Content codings the client asks for (it sends this as Accept-Encoding) and decodes itself.
 ACCEPT_ENCODING = "gzip, deflate"
+
+
+def content_type(headers: Mapping[str, str]) -> str:
+    """A body's Content-Type ("" if none), its header's name in any case (httpx.Headers or a plain dict)."""
+    return next((value for key, value in headers.items() if key.lower() == "content-type"), "")
 
 
 class BodyTooLarge(PipelineError):

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from nanobanana.bodies import content_type
 from nanobanana.errors import NO_IMAGE_ADVICE, ErrorType, PipelineError, Said
 from nanobanana.images import GeneratedImage, decode_base64_image, to_image
 from nanobanana.redaction import redact
@@ -338,7 +339,7 @@ def not_a_gateway(status: int, body: bytes, headers: Mapping[str, str]) -> NotAG
     """A web page where a gateway's JSON belongs (a web server's 404, 405, 500 or 501 to a POST, a site's
     front page): not an OpenAI-compatible gateway, whatever its status. Retried only after
     NOT_A_GATEWAY_SECONDS (a proxy's page for a status in PROXY_STATUSES is left to that status)."""
-    kind = next((value for key, value in headers.items() if key.lower() == "content-type"), "")
+    kind = content_type(headers)
     start = body[:64].lstrip().lower()
     page = "html" in kind.lower() or start.startswith((b"<!doctype html", b"<html"))
     if not page or status in PROXY_STATUSES:

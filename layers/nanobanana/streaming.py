@@ -14,6 +14,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from nanobanana.bodies import content_type
 from nanobanana.errors import ErrorType, PipelineError
 
 EVENT_STREAM = "text/event-stream"
@@ -21,7 +22,7 @@ EVENT_STREAM = "text/event-stream"
 
 def is_event_stream(headers: Mapping[str, str]) -> bool:
     """Whether an answer's Content-Type says it is a server-sent event stream."""
-    kind = next((value for key, value in headers.items() if key.lower() == "content-type"), "")
+    kind = content_type(headers)
     return kind.split(";", 1)[0].strip().lower() == EVENT_STREAM
 
 
