@@ -20,16 +20,7 @@ from typing import NoReturn
 
 from nanobanana.config import Settings
 from nanobanana.errors import InvalidJobError
-from nanobanana.files import (
-    PROMPTS_PREFIX,
-    FileError,
-    batch_name,
-    check_batch,
-    check_size,
-    extension_of,
-    read_jobs,
-    size_limit,
-)
+from nanobanana.files import PROMPTS_PREFIX, FileError, batch_name, check_file, read_jobs
 from nanobanana.ingest import message_body
 from nanobanana.storage import file_chunks
 from nanobanana_cli.localrun import check_messages, environments, gateway, parameters, run_local
@@ -299,10 +290,8 @@ def _check_file(path: Path) -> tuple[list[str], int]:
     """A file's bad lines and its good jobs; FileError if ingest would reject it whole (no job counted)."""
     defaults = Settings.model_fields
     max_bytes: int = defaults["max_file_bytes"].default
-    extension = extension_of(path.name)
-    check_size(path.stat().st_size, size_limit(extension, max_bytes))
     key = PROMPTS_PREFIX + path.name
-    check_batch(batch_name(key))
+    extension = check_file(key, path.stat().st_size, max_bytes)
     problems, jobs = [], 0
     with path.open("rb") as stream:
         max_jobs: int = defaults["max_jobs_per_file"].default

@@ -99,6 +99,17 @@ def check_size(size: int, limit: int) -> None:
         raise FileError(f"the file is {size} bytes, over the limit of {limit}: split it into smaller files")
 
 
+def check_file(key: str, size: int, max_file_bytes: int) -> str:
+    """The file's format, or FileError for what refuses it whole before a byte is read (ingest and
+    `check` alike): a key outside prompts/, a name that gives no batch, an extension, a size."""
+    if not key.startswith(PROMPTS_PREFIX):
+        raise FileError(f"{key} is not under {PROMPTS_PREFIX}")
+    check_batch(batch_name(key))
+    extension = extension_of(key)
+    check_size(size, size_limit(extension, max_file_bytes))
+    return extension
+
+
 def split_lines(chunks: Iterable[bytes], max_bytes: int = MAX_LINE_BYTES) -> Iterator[bytes | LongLine]:
     """The lines of a stream read in chunks, in time linear in the stream's size.
 

@@ -25,17 +25,7 @@ from nanobanana.batches import BatchTable, Completion, RunKey
 from nanobanana.config import Settings
 from nanobanana.errors import ErrorType, InvalidJobError, PipelineError
 from nanobanana.events import Publisher
-from nanobanana.files import (
-    PROMPTS_PREFIX,
-    FileError,
-    ParsedLine,
-    batch_name,
-    check_batch,
-    check_size,
-    extension_of,
-    read_jobs,
-    size_limit,
-)
+from nanobanana.files import FileError, ParsedLine, batch_name, check_batch, check_file, read_jobs
 from nanobanana.messages import ORIGIN_ATTRIBUTE, ORIGIN_INGEST, Work, envelope, utc_timestamp
 from nanobanana.observability import count, logger
 from nanobanana.results import record
@@ -123,11 +113,7 @@ class Ingestor:
         """Check the whole file, then enqueue its jobs; a file that can't be read gets _ingest_error.json."""
         source = {"bucket": upload.bucket, "key": upload.key}
         try:
-            if not upload.key.startswith(PROMPTS_PREFIX):
-                raise FileError(f"{upload.key} is not under {PROMPTS_PREFIX}")
-            check_batch(upload.batch)
-            extension = extension_of(upload.key)
-            check_size(upload.size, size_limit(extension, self.settings.max_file_bytes))
+            extension = check_file(upload.key, upload.size, self.settings.max_file_bytes)
             total = sum(1 for _ in self._jobs(upload, extension))
         except FileError as exc:
             error = PipelineError(ErrorType.INVALID_JOB, str(exc))
