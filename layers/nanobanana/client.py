@@ -34,7 +34,6 @@ from nanobanana.dialects import (
 )
 from nanobanana.errors import ErrorType, PipelineError, Said
 from nanobanana.fetching import Resolver, UrlGuard, fetch, origin, shorten, system_resolver
-from nanobanana.imageheaders import read_header
 from nanobanana.images import GeneratedImage, InputImage, to_image
 from nanobanana.jobs import Job
 from nanobanana.observability import logger
@@ -162,7 +161,7 @@ def _warn(outcome: Success | Failure, job: Job) -> Success | Failure:
     """A success with a warning for each image without the aspect ratio the job asked for."""
     if not isinstance(outcome, Success) or job.aspect_ratio is None:
         return outcome
-    sizes = [read_header(image.data)[2:] for image in outcome.images]
+    sizes = [(image.width, image.height) for image in outcome.images]
     return replace(outcome, warnings=ratio_warnings(job.aspect_ratio, sizes))
 
 

@@ -20,11 +20,13 @@ _WHITESPACE = re.compile(r"\s+")
 
 @dataclass(frozen=True)
 class GeneratedImage:
-    """One decoded image: its bytes and the type read from them."""
+    """One decoded image: its bytes, and the type and size read from them (once, when it was checked)."""
 
     data: bytes
     mime: str
     ext: str
+    width: int
+    height: int
 
 
 @dataclass(frozen=True)
@@ -51,7 +53,7 @@ def to_image(
         raise PipelineError(error_type, problem) from None
     if not (0 < width <= MAX_SIDE and 0 < height <= MAX_SIDE and width * height <= MAX_PIXELS):
         raise PipelineError(error_type, f"{source} is a {ext} of {width}x{height} pixels, not a sane size")
-    return GeneratedImage(data, mime, ext)
+    return GeneratedImage(data, mime, ext, width, height)
 
 
 def to_data_url(data: bytes) -> str:
