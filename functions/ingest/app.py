@@ -23,15 +23,14 @@ from nanobanana.storage import Storage
 
 settings = Settings.from_env()
 storage = Storage(boto3.client("s3"), settings.bucket)
-batches, completion, publisher = batch_tracking(
-    settings, storage, boto3.client("dynamodb"), boto3.client("events")
-)
+dynamodb = boto3.client("dynamodb")  # one client for the runs and the idempotency records
+batches, completion, publisher = batch_tracking(settings, storage, dynamodb, boto3.client("events"))
 ingestor = Ingestor(
     settings, storage, boto3.client("sqs"), batches=batches, completion=completion, publisher=publisher
 )
 processor = BatchProcessor(event_type=EventType.SQS)
 idempotency = IdempotencyConfig(expires_after_seconds=settings.idempotency_ttl_seconds)
-persistence = DynamoDBPersistenceLayer(table_name=settings.idempotency_table)
+persistence = DynamoDBPersistenceLayer(table_name=settings.idempotency_table, boto3_client=dynamodb)
 
 
 @idempotent_function(  # type: ignore[untyped-decorator]  # Powertools leaves it untyped
