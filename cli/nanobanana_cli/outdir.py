@@ -19,11 +19,10 @@ import boto3
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from botocore.exceptions import ClientError
 
+from nanobanana.batches import COMPLETION_FILES
 from nanobanana.messages import read_message
 from nanobanana.storage import OUTPUTS_PREFIX, output_key
 from nanobanana_cli.stack import REGION
-
-COMPLETION_FILES = ("_batch.json", "_results.jsonl", "_failed.jsonl")
 
 
 def job_of(record: dict[str, Any]) -> tuple[str, str]:
