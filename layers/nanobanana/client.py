@@ -571,7 +571,7 @@ async def _error_body(response: httpx.Response) -> bytes:
             body += piece
     except PipelineError:
         pass
-    return bytes(body[:MAX_ERROR_BODY])
+    return bytes(body)
 
 
 def _linked_inputs(job: Job, inputs: Sequence[InputImage]) -> list[str]:
