@@ -22,6 +22,7 @@ from botocore.exceptions import ClientError
 from nanobanana.batches import COMPLETION_FILES
 from nanobanana.messages import read_message
 from nanobanana.storage import OUTPUTS_PREFIX, output_key
+from nanobanana_cli.report import is_record
 from nanobanana_cli.stack import REGION
 
 
@@ -140,5 +141,5 @@ class OutputDir:
         with self._lock:
             self._etags[key] = etag
             self.copied.add(key)
-            if path.suffix == ".json" and path.name not in COMPLETION_FILES:
+            if is_record(path.name):
                 self.records.add(path)  # a job's record, or a file's ingest error

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nanobanana.batches import BATCH_FILE
+from nanobanana.batches import BATCH_FILE, COMPLETION_FILES
 from nanobanana.errors import ADVICE, ErrorType
 from nanobanana.storage import INGEST_ERROR_FILE, OUTPUTS_PREFIX
 
@@ -107,6 +107,12 @@ class Summary:
         """None when no job ran: "100%" of nothing would say all is well when nothing happened."""
         total = self.succeeded + self.failed
         return self.succeeded / total if total else None
+
+
+def is_record(name: str) -> bool:
+    """Whether a batch folder's file is a result record: a job's `<id>.json` (an id may begin with `_`) or
+    the file's `_ingest_error.json`; never a completion file."""
+    return name.endswith(".json") and name not in COMPLETION_FILES
 
 
 def load_results(out_dir: Path, record_files: Iterable[Path]) -> list[Result]:

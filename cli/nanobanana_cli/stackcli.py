@@ -23,7 +23,7 @@ from nanobanana.files import PROMPTS_PREFIX, FileError, batch_name, extension_of
 from nanobanana.storage import INGEST_ERROR_FILE, Storage, output_key
 from nanobanana_cli.gallery import write_gallery
 from nanobanana_cli.outputs import StackError, Target, connect, describe, explain
-from nanobanana_cli.report import load_completions, load_results, summarize, summary_line
+from nanobanana_cli.report import is_record, load_completions, load_results, summarize, summary_line
 
 BATCHES_OUTPUT = "BatchesTableName"
 #: How often `watch` reads the batch's state.
@@ -244,7 +244,7 @@ def fetch(remote: Remote, batch: str, out_dir: Path) -> int:
         target = out_dir / batch / name
         target.parent.mkdir(parents=True, exist_ok=True)
         remote.s3.download_file(remote.bucket, item["Key"], str(target))
-        if name.endswith(".json") and (not name.startswith("_") or name == INGEST_ERROR_FILE):
+        if is_record(name):
             records.append(target)
     summary = summarize(load_results(out_dir, records), completions=load_completions(out_dir, [batch]))
     gallery = write_gallery(out_dir, summary)

@@ -65,6 +65,20 @@ def test_submit_watch_fetch_against_a_stack_found_by_name(
     ]
 
 
+def test_fetch_shows_a_job_whose_id_begins_with_an_underscore(
+    deployed: Pipeline, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`_` begins the pipeline's own files, but a job id may begin with it too: its record is shown."""
+    deployed.put(
+        "prompts/under.jsonl", '{"id": "_early", "prompt": "a cat"}\n{"id": "late", "prompt": "a dog"}\n'
+    )
+    deployed.run()
+    assert main(["fetch", "under", "--out", str(tmp_path / "out"), "--stack", STACK]) == 0
+    assert "2 succeeded, 0 failed" in capsys.readouterr().out
+    gallery = (tmp_path / "out/index.html").read_text(encoding="utf-8")
+    assert "_early" in gallery and "late" in gallery
+
+
 def test_the_stack_name_defaults_to_samconfig(
     deployed: Pipeline, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
