@@ -12,6 +12,7 @@ invocations ever write the files at once.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import time
@@ -22,7 +23,6 @@ from itertools import islice
 from typing import TYPE_CHECKING, Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
-from botocore.exceptions import ClientError
 
 from nanobanana import metrics as names
 from nanobanana.config import Settings
@@ -162,10 +162,6 @@ def _number(value: float) -> AttributeValueTypeDef:
     return {"N": repr(round(value, 6)) if isinstance(value, float) else str(value)}
 
 
-def _conditional_failed(exc: ClientError) -> bool:
-    return exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
-
-
 class BatchTable:
     """The batches table: one item per run, counted atomically."""
 
@@ -192,16 +188,13 @@ class BatchTable:
         }
         if version:
             item["version"] = version
-        try:
+        with contextlib.suppress(self.client.exceptions.ConditionalCheckFailedException):
             self.client.put_item(
                 TableName=self.table,
                 Item={name: _serializer.serialize(value) for name, value in item.items()},
                 ConditionExpression="attribute_not_exists(#b)",
                 ExpressionAttributeNames={"#b": "batch"},
             )
-        except ClientError as exc:
-            if not _conditional_failed(exc):
-                raise
 
     def count(self, key: RunKey, record: dict[str, Any]) -> BatchStatus | None:
         """Add one job's end (from its result record); the run's new numbers, or None if the run is not
@@ -222,9 +215,8 @@ class BatchTable:
         numbers either way."""
         try:
             return self._add(key, failed=invalid, errors={ErrorType.INVALID_JOB: invalid}, once="invalid")
-        except ClientError as exc:
-            if not _conditional_failed(exc):
-                raise
+        except self.client.exceptions.ConditionalCheckFailedException:
+            pass
         return self.get(key)
 
     def _add(
@@ -270,8 +262,8 @@ class BatchTable:
                 ExpressionAttributeValues=values,
                 ReturnValues="ALL_NEW",
             )
-        except ClientError as exc:
-            if _conditional_failed(exc) and once is None:
+        except self.client.exceptions.ConditionalCheckFailedException:
+            if once is None:
                 return None  # no such run: nothing to count
             raise
         return BatchStatus.from_item(dict(response["Attributes"]))
@@ -300,9 +292,7 @@ class BatchTable:
                     ":in_progress": {"S": IN_PROGRESS},
                 },
             )
-        except ClientError as exc:
-            if not _conditional_failed(exc):
-                raise
+        except self.client.exceptions.ConditionalCheckFailedException:
             current = self.get(key)
             if current is None or current.status == COMPLETED:
                 return False

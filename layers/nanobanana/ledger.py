@@ -28,7 +28,6 @@ from typing import TYPE_CHECKING, Any
 
 import boto3
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
-from botocore.exceptions import ClientError
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -214,9 +213,7 @@ class Ledger:
                 ReturnValues="ALL_NEW",
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
-                raise
+        except self.client.exceptions.ConditionalCheckFailedException as exc:
             raise _Refused(_plain_item(exc.response.get("Item", {}))) from None  # type: ignore[arg-type]
         return _plain_item(response["Attributes"])
 
